@@ -1,0 +1,45 @@
+"""The `frsengine` console command. Each sub-command lives in its own module here and
+exposes `add_parser(subparsers)`; the parser's `run(args) -> int` does the work."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from frsengine import __version__
+from frsengine.errors import FrsError
+
+# Module names under frsengine.cli; each adds one sub-command.
+COMMANDS = ("degrade",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="frsengine",
+        description="Blind face restoration with neural architecture search (FRSNet / MFPSNet).",
+    )
+    parser.add_argument("--version", action="version", version=f"frsengine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"frsengine.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except FrsError as exc:
+        print(f"frsengine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"frsengine {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
