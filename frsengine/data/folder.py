@@ -1,0 +1,136 @@
+"""A dataset over a folder of face images and a loader that degrades its batches.
+
+Bad-file policy: files are not decoded up front (22k faces would take minutes). When a file
+fails to decode in `__getitem__`, its name and reason are logged once (per process) on the
+`frsengine.data` logger, and the next readable file in list order (wrapping around) is
+returned instead. The substitute is the same whatever the batch size or worker count, and
+the returned index stays the requested one, so that the sample keeps its own degradation
+parameters.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from frsengine.degrade import DegradedBatch, Degrader
+from frsengine.errors import FrsError, ImageReadError
+from frsengine.io.images import MIN_SIDE, list_images, read_image, to_square
+
+log = logging.getLogger("frsengine.data")
+
+
+def read_list_file(list_file: str | os.PathLike) -> list[str]:
+    """Names from a list file: one relative path per line; blank lines and '#' comments skipped."""
+    try:
+        lines = Path(list_file).read_text().splitlines()
+    except OSError as exc:
+        raise FrsError(f"cannot read list file '{list_file}' ({exc.strerror}): check the path") from None
+    return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+
+
+def resolve_files(root: str | os.PathLike, list_file: str | os.PathLike | None = None,
+                  recursive: bool = True) -> list[Path]:
+    """The image files of `root` (sorted), or those a list file names relative to `root`
+    (in the list's order; names that do not exist are dropped with one warning)."""
+    root = Path(root)
+    if list_file is None:
+        return list_images(root, recursive)
+    if not root.is_dir():
+        raise FrsError(f"folder '{root}' does not exist: check the path")
+    paths = [root / name for name in read_list_file(list_file)]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        shown = ", ".join(p.name for p in missing[:5])
+        log.warning("%d of %d files in %s are not under %s (dropped): %s%s", len(missing), len(paths),
+                    list_file, root, shown, ", ..." if len(missing) > 5 else "")
+        if len(missing) == len(paths):
+            raise FrsError(f"none of the {len(paths)} files listed in '{list_file}' exist under "
+                           f"'{root}': is the folder the one the list was made for?")
+    return [p for p in paths if p.exists()]
+
+
+class FaceFolder(Dataset):
+    """Faces from an image folder (any size/format), centre-cropped and resized to
+    size x size. Item i is `(uint8 tensor (3, size, size), i)`; see the module docstring for
+    what happens on a bad file."""
+
+    def __init__(self, root: str | os.PathLike, size: int = 128,
+                 list_file: str | os.PathLike | None = None, min_side: int = MIN_SIDE):
+        self.root = Path(root)
+        self.size = size
+        self.min_side = min_side
+        self.paths = resolve_files(self.root, list_file)
+        if not self.paths:
+            raise FrsError(f"no image files in '{self.root}': check the folder (extensions: "
+                           "png, jpg, jpeg, bmp, webp, tif, tiff, gif, ppm, pgm)")
+        self._bad: set[int] = set()  # per process: each worker learns bad files on its own
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        """The size x size x 3 uint8 face of file `index`; raises ImageReadError."""
+        img, _ = read_image(self.paths[index], self.min_side)
+        return to_square(img, self.size)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        n = len(self.paths)
+        for step in range(n):
+            j = (index + step) % n
+            if j in self._bad:
+                continue
+            try:
+                img = self.load(j)
+            except ImageReadError as exc:
+                self._bad.add(j)
+                log.warning("skipped %s: %s (using the next readable face instead)", exc.path, exc.reason)
+                continue
+            return torch.from_numpy(img).permute(2, 0, 1).contiguous(), index
+        raise FrsError(f"none of the {n} files in '{self.root}' could be read: see the warnings above")
+
+
+class DegradedLoader:
+    """Batches of `DegradedBatch(hq, lq_full, lq_singles, params)` from a dataset of uint8
+    HQ faces. Workers decode; the degrader runs in the main process (so the torch backend
+    can use the GPU) with each sample's parameters drawn from (seed, epoch, dataset index).
+    The shuffle order depends only on (seed, epoch): call `set_epoch(e)` before each epoch,
+    otherwise every epoch repeats epoch 0."""
+
+    def __init__(self, dataset: Dataset, degrader: Degrader, batch_size: int = 32, seed: int = 0,
+                 shuffle: bool = True, num_workers: int = 0, drop_last: bool = False,
+                 device: str | torch.device | None = None):
+        self.dataset = dataset
+        self.degrader = degrader
+        self.seed = int(seed)
+        self.epoch = 0
+        self.device = torch.device(device) if device is not None else None
+        self.generator = torch.Generator()
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+            drop_last=drop_last, generator=self.generator,
+            pin_memory=self.device is not None and self.device.type == "cuda",
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle order and degradation parameters of epoch `epoch`."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[DegradedBatch]:
+        # A fresh seed per (seed, epoch): the order does not depend on how many epochs
+        # (or partial epochs) were iterated before, so a resumed run sees the same batches.
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, np.uint32)
+        self.generator.manual_seed((int(state[0]) & 0x7FFFFFFF) << 32 | int(state[1]))
+        for hq, indices in self.loader:
+            if self.device is not None:
+                hq = hq.to(self.device, non_blocking=True)
+            params = self.degrader.params(self.seed, indices.tolist(), self.epoch)
+            yield self.degrader(hq, params)
