@@ -43,17 +43,50 @@ def quant_tables(quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @functools.lru_cache(maxsize=8)
-def _dct64(device: str) -> torch.Tensor:
-    """Orthonormal 2-D 8x8 DCT-II as a 64x64 matrix acting on row-major flattened blocks."""
+def _dct8(device: str) -> torch.Tensor:
+    """Orthonormal 1-D 8-point DCT-II matrix (row k = frequency k)."""
     n = torch.arange(8, dtype=torch.float64)
     d = torch.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * math.sqrt(2 / 8)
     d[0] /= math.sqrt(2)
-    return torch.kron(d, d).float().to(device)
+    return d.to(device)
+
+
+def _dct64(device: str) -> torch.Tensor:
+    """2-D 8x8 DCT as a 64x64 matrix acting on row-major flattened blocks (float64)."""
+    d = _dct8(device)
+    return torch.kron(d, d)
+
+
+@functools.lru_cache(maxsize=16)
+def _fancy_up_matrix(n: int, device: str) -> torch.Tensor:
+    """(2n, n) matrix of libjpeg's triangular 2x upsampling (3/4 near, 1/4 far, edges clamped)."""
+    u = torch.zeros(2 * n, n, dtype=torch.float64)
+    i = torch.arange(n)
+    u[2 * i, i] += 0.75
+    u[2 * i, (i - 1).clamp(min=0)] += 0.25
+    u[2 * i + 1, i] += 0.75
+    u[2 * i + 1, (i + 1).clamp(max=n - 1)] += 0.25
+    return u.float().to(device)
+
+
+# JFIF colour transforms as 3x3 matrices (weights, bias) in 0..255 units.
+_RGB2YCC = ([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+            [0.0, 128.0, 128.0])
+_YCC2RGB = ([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]],
+            [-1.402 * 128.0, (0.344136 + 0.714136) * 128.0, -1.772 * 128.0])
+
+
+def _colour(x: torch.Tensor, transform) -> torch.Tensor:
+    w, b = transform
+    weight = torch.tensor(w, dtype=x.dtype, device=x.device)
+    bias = torch.tensor(b, dtype=x.dtype, device=x.device)[:, None]
+    # A (3,3) @ (B,3,HW) matmul: far faster than a 1x1 convolution on CPU.
+    return torch.matmul(weight, x.flatten(2)).add_(bias).view_as(x)
 
 
 def _blocks(x: torch.Tensor) -> torch.Tensor:
     b, h, w = x.shape
-    return x.reshape(b, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(b, h // 8, w // 8, 64)
+    return x.reshape(b, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(b, (h // 8) * (w // 8), 64)
 
 
 def _unblocks(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -62,47 +95,46 @@ def _unblocks(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _code_plane(plane: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """DCT, quantise, dequantise, inverse DCT of one (B,H,W) plane in 0..255."""
+    """Level shift, DCT, quantise, dequantise, inverse DCT, round and clamp one (B,H,W)
+    plane in 0..255 with per-sample tables (B,64). Quantiser scaling and level shift are
+    folded into the two batched matmuls."""
     d = _dct64(str(plane.device))
+    t = table.to(torch.float64)
+    fwd = (d.T[None] / t[:, None, :]).to(plane.dtype)  # blocks @ fwd = DCT / T
+    inv = (t[:, :, None] * d[None]).to(plane.dtype)  # q @ inv = IDCT(q * T)
+    # The -128 level shift only moves the DC coefficient, by -1024 (orthonormal 8x8 DCT).
+    shift = torch.zeros_like(t, dtype=plane.dtype)
+    shift[:, 0] = -1024.0 / t[:, 0]
     h, w = plane.shape[-2:]
-    coef = (_blocks(plane - 128.0) @ d.T) / table[:, None, None, :]
-    rec = (torch.round(coef) * table[:, None, None, :]) @ d
-    return torch.round(_unblocks(rec, h, w) + 128.0).clamp(0, 255)
-
-
-def _fancy_up(c: torch.Tensor) -> torch.Tensor:
-    """libjpeg's triangular 2x upsampling (3/4 near sample, 1/4 far sample) in H and W."""
-    def up(x: torch.Tensor, dim: int) -> torch.Tensor:
-        dim, n = dim % x.dim(), x.shape[dim]
-        prev = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim)
-        nxt = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim)
-        even, odd = 0.75 * x + 0.25 * prev, 0.75 * x + 0.25 * nxt
-        return torch.stack([even, odd], dim + 1).flatten(dim, dim + 1)
-    return up(up(c, -2), -1)
+    q = torch.baddbmm(shift[:, None, :], _blocks(plane), fwd).round_()
+    rec = torch.baddbmm(torch.full((1, 1, 1), 128.0, dtype=plane.dtype, device=plane.device), q, inv)
+    return _unblocks(rec.round_().clamp_(0, 255), h, w)
 
 
 def jpeg_roundtrip(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     """Encode and decode a batch (B,3,H,W) of RGB images in [0,1] at per-sample integer
     `quality` (B,); returns 8-bit levels in [0,1]. H and W need not be multiples of 16:
     edges are replicated as libjpeg does."""
-    if x.shape[1] != 3:
-        raise ValueError(f"jpeg_roundtrip expects 3-channel RGB, got shape {tuple(x.shape)}")
+    return jpeg_roundtrip_255(x.float().clamp(0, 1).mul(255.0), quality).div_(255.0).to(x.dtype)
+
+
+def jpeg_roundtrip_255(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """`jpeg_roundtrip` on float32 images in 0..255 units (returns integers in 0..255)."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"jpeg_roundtrip expects (B,3,H,W) RGB, got shape {tuple(x.shape)}")
     b, _, h, w = x.shape
     ph, pw = -h % 16, -w % 16
-    rgb = torch.round(x.float().clamp(0, 1) * 255.0)
+    rgb = x.round().clamp_(0, 255)
     if ph or pw:
         rgb = F.pad(rgb, (0, pw, 0, ph), mode="replicate")
-    r, g, bl = rgb.unbind(1)
-    y = torch.round(0.299 * r + 0.587 * g + 0.114 * bl)
-    cb = torch.round(-0.168736 * r - 0.331264 * g + 0.5 * bl + 128.0).clamp(0, 255)
-    cr = torch.round(0.5 * r - 0.418688 * g - 0.081312 * bl + 128.0).clamp(0, 255)
-    chroma = torch.round(F.avg_pool2d(torch.stack([cb, cr], 1), 2))  # 4:2:0
+    hp, wp = rgb.shape[-2:]
+    ycc = _colour(rgb, _RGB2YCC).round_().clamp_(0, 255)
+    chroma = F.avg_pool2d(ycc[:, 1:], 2).round_()  # 4:2:0
     tl, tc = quant_tables(quality.to(x.device))
-    y = _code_plane(y, tl)
-    hc, wc = chroma.shape[-2:]
-    chroma = _code_plane(chroma.reshape(b * 2, hc, wc), tc.repeat_interleave(2, 0)).reshape(b, 2, hc, wc)
-    cb, cr = _fancy_up(chroma).unbind(1)
-    cb, cr = cb - 128.0, cr - 128.0
-    out = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
-    out = torch.round(out).clamp(0, 255) / 255.0
-    return out[..., :h, :w].to(x.dtype)
+    y = _code_plane(ycc[:, 0], tl)
+    chroma = _code_plane(chroma.reshape(b * 2, hp // 2, wp // 2), tc.repeat_interleave(2, 0))
+    dev = str(x.device)
+    chroma = _fancy_up_matrix(hp // 2, dev) @ chroma @ _fancy_up_matrix(wp // 2, dev).T
+    ycc = torch.cat([y[:, None], chroma.reshape(b, 2, hp, wp)], 1)
+    out = _colour(ycc, _YCC2RGB).round_().clamp_(0, 255)
+    return out[..., :h, :w]

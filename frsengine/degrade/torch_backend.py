@@ -1,12 +1,15 @@
 """Batched degradation in torch: runs on CPU or CUDA tensors, all samples of a batch at once.
 
+Every linear step is a per-sample matrix pair applied as two batched matmuls
+(`Y = A X B^T`), which is what CPUs and GPUs do fastest:
+- Gaussian blur: banded Toeplitz matrices with OpenCV's BORDER_REFLECT_101 folded in;
+- resizes: the rows of torch's own bicubic `interpolate` operator (antialiased or not);
+- motion blur (not separable): FFT convolution with each sample's kernel.
 Samples of one batch have different down-sampling factors, so the low-resolution stage
 lives on a shared canvas: sample b's LR image fills the top-left m_b x m_b pixels and its
-edge pixels are replicated over the rest, which is exactly how a JPEG encoder pads an
-image to whole blocks. Resizes are per-sample matrices (rows of the resampling operator,
-taken from `torch.nn.functional.interpolate` itself) applied as batched matmuls; blur is
-an FFT convolution with each sample's own kernel; after every step the image is rounded
-to 8-bit levels, as a pipeline that stores uint8 images does.
+edge pixels are replicated over the rest, which is how a JPEG encoder pads an image to
+whole blocks. Images are kept in 0..255 float units and rounded to integers after every
+step, as a pipeline that stores uint8 images does.
 """
 from __future__ import annotations
 
@@ -16,109 +19,116 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from frsengine.degrade.jpeg import jpeg_roundtrip
-from frsengine.degrade.params import SampleParams, blur_kernel2d
+from frsengine.degrade.jpeg import jpeg_roundtrip_255
+from frsengine.degrade.params import SampleParams, blur_kernel2d, gaussian_kernel1d
 from frsengine.degrade.presets import Preset
 
 # Generator streams: the full degradation's noise and the noise-only single differ.
 _SINGLE_NOISE_STREAM = 0x5EED
 
 
-def quantize8(x: torch.Tensor) -> torch.Tensor:
-    """Clip to [0,1] and round to 8-bit levels (what storing a uint8 image does)."""
-    return x.clamp(0.0, 1.0).mul_(255.0).round_().div_(255.0)
+def _quantize(x: torch.Tensor) -> torch.Tensor:
+    """Round to integer levels in 0..255 (in place)."""
+    return x.round_().clamp_(0.0, 255.0)
 
 
-@functools.lru_cache(maxsize=1024)
-def _resize_matrix_cpu(n_in: int, n_out: int, antialias: bool) -> torch.Tensor:
+@functools.lru_cache(maxsize=2048)
+def _resize_matrix_cpu(n_in: int, n_out: int, antialias: bool, rows: int) -> torch.Tensor:
     eye = torch.eye(n_in, dtype=torch.float64).view(1, 1, n_in, n_in)
-    # Resizing only the last axis of the identity gives, row by row, the operator's columns.
+    # Resizing only the last axis of the identity gives the operator's columns.
     m = F.interpolate(eye, size=(n_in, n_out), mode="bicubic", align_corners=False,
-                      antialias=antialias and n_out < n_in)
-    return m[0, 0].T.contiguous().float()  # (n_out, n_in): y = M @ x
+                      antialias=antialias and n_out < n_in)[0, 0].T.float()
+    if rows > n_out:  # extra rows repeat the last one: the canvas is edge-replicated
+        m = torch.cat([m, m[-1:].expand(rows - n_out, n_in)])
+    return m.contiguous()
 
 
-def resize_matrix(n_in: int, n_out: int, antialias: bool, device) -> torch.Tensor:
-    """(n_out, n_in) matrix of torch's bicubic resize along one axis (half-pixel centres)."""
-    return _resize_matrix_cpu(n_in, n_out, antialias).to(device)
+def resize_matrix(n_in: int, n_out: int, antialias: bool, device=None, rows: int | None = None) -> torch.Tensor:
+    """(rows, n_in) matrix of torch's bicubic resize n_in -> n_out along one axis
+    (half-pixel centres); `rows` > n_out pads it with copies of the last row."""
+    return _resize_matrix_cpu(n_in, n_out, antialias, rows or n_out).to(device)
 
 
-def blur(x: torch.Tensor, kernels: list[np.ndarray]) -> torch.Tensor:
-    """Convolve each sample with its own odd square kernel; borders reflect (OpenCV's
-    BORDER_REFLECT_101). FFT makes the cost independent of the kernel size."""
+def _reflect101(i: torch.Tensor, n: int) -> torch.Tensor:
+    period = 2 * (n - 1)
+    i = torch.remainder(i, period)
+    return torch.where(i < n, i, period - i)
+
+
+def gaussian_matrices(sigmas: list[float], truncate: float, n: int, device) -> torch.Tensor:
+    """(B, n, n) Gaussian blur matrices with BORDER_REFLECT_101 borders."""
+    kernels = [gaussian_kernel1d(s, truncate) for s in sigmas]
+    r = max(len(k) for k in kernels) // 2
+    taps = torch.zeros(len(kernels), 2 * r + 1, dtype=torch.float64)
+    for i, k in enumerate(kernels):
+        kr = len(k) // 2
+        taps[i, r - kr: r + kr + 1] = torch.from_numpy(k)
+    cols = _reflect101(torch.arange(n)[:, None] + torch.arange(-r, r + 1)[None, :], n)
+    g = torch.zeros(len(kernels), n, n, dtype=torch.float64)
+    g.scatter_add_(2, cols.expand(len(kernels), n, 2 * r + 1).contiguous(),
+                   taps[:, None, :].expand(len(kernels), n, 2 * r + 1).contiguous())
+    return g.float().to(device)
+
+
+def fft_blur(x: torch.Tensor, kernels: list[np.ndarray]) -> torch.Tensor:
+    """Convolve each sample with its own odd square kernel (BORDER_REFLECT_101 borders)."""
     b, c, h, w = x.shape
     r = min(max(k.shape[0] for k in kernels) // 2, h - 1, w - 1)
     size = 2 * r + 1
-    kpad = torch.zeros(b, size, size, dtype=torch.float64)
+    kimg = torch.zeros(b, h + 2 * r, w + 2 * r, dtype=torch.float32)
     for i, k in enumerate(kernels):
         kr = min(k.shape[0] // 2, r)
-        k = k[k.shape[0] // 2 - kr: k.shape[0] // 2 + kr + 1, k.shape[1] // 2 - kr: k.shape[1] // 2 + kr + 1]
-        kpad[i, r - kr: r + kr + 1, r - kr: r + kr + 1] = torch.from_numpy(k / k.sum())
+        c0 = k.shape[0] // 2
+        k = k[c0 - kr: c0 + kr + 1, c0 - kr: c0 + kr + 1]
+        kimg[i, r - kr: r + kr + 1, r - kr: r + kr + 1] = torch.from_numpy(k / k.sum())
+    kimg = torch.roll(kimg, shifts=(-r, -r), dims=(1, 2)).to(x.device)  # kernel centre at (0, 0)
     xp = F.pad(x, (r, r, r, r), mode="reflect")
-    hp, wp = xp.shape[-2:]
-    kimg = torch.zeros(b, hp, wp, dtype=torch.float32, device=x.device)
-    kimg[:, :size, :size] = kpad.float().to(x.device)
-    kimg = torch.roll(kimg, shifts=(-r, -r), dims=(1, 2))  # kernel centre at (0, 0)
-    y = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(kimg)[:, None], s=(hp, wp))
+    y = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(kimg)[:, None], s=xp.shape[-2:])
+    del size
     return y[..., r: r + h, r: r + w]
 
 
-def _canvas_index(sizes: list[int], canvas: int, device) -> torch.Tensor:
-    ar = torch.arange(canvas, device=device)
-    return torch.minimum(ar[None, :], torch.tensor(sizes, device=device)[:, None] - 1)
+def apply_rows(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample `A @ X @ B^T` for X (N,C,n,n), A (N,p,n), B (N,q,n) (B defaults to A),
+    as two plain batched matmuls (no broadcast copies)."""
+    b = a if b is None else b
+    n_, c, h, w = x.shape
+    y = torch.bmm(x.reshape(n_, c * h, w), b.transpose(1, 2))  # (N, C*h, q)
+    y = y.view(n_, c, h, -1).transpose(2, 3).reshape(n_, c * y.shape[-1], h)  # (N, C*q, h)
+    z = torch.bmm(y, a.transpose(1, 2))  # (N, C*q, p)
+    return z.view(n_, c, -1, a.shape[1]).transpose(2, 3).contiguous()
 
 
 def fill_canvas(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Replicate each sample's last valid row/column over the rest of the canvas."""
     b, c, h, w = x.shape
-    idx = _canvas_index(sizes, h, x.device)
+    ar = torch.arange(h, device=x.device)
+    idx = torch.minimum(ar[None, :], torch.tensor(sizes, device=x.device)[:, None] - 1)
     x = x.gather(2, idx[:, None, :, None].expand(b, c, h, w))
     return x.gather(3, idx[:, None, None, :].expand(b, c, h, w))
 
 
-def _apply_separable(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """x (B,C,n,n) -> rows @ x @ rows^T per sample, rows (B,m,n)."""
-    return rows[:, None] @ x @ rows[:, None].transpose(-1, -2)
-
-
-def down_matrices(sizes: list[int], n: int, canvas: int, antialias: bool, device) -> torch.Tensor:
-    """(B, canvas, n) down-sampling rows; rows past m_b repeat row m_b - 1 (edge replication)."""
-    mats = []
-    for m in sizes:
-        r = resize_matrix(n, m, antialias, device)
-        mats.append(torch.cat([r, r[-1:].expand(canvas - m, n)]) if canvas > m else r)
-    return torch.stack(mats)
-
-
-def up_matrices(sizes: list[int], n: int, canvas: int, device) -> torch.Tensor:
-    """(B, n, canvas) up-sampling rows reading only each sample's valid m_b columns."""
-    mats = torch.zeros(len(sizes), n, canvas, device=device)
-    for i, m in enumerate(sizes):
-        mats[i, :, :m] = resize_matrix(m, n, False, device)
-    return mats
-
-
-def make_noise(params: list[SampleParams], shape: tuple[int, ...], sizes: list[int] | None,
+def make_noise(params: list[SampleParams], shape: tuple[int, int, int], sizes: list[int] | None,
                per_channel: bool, device, stream: int = 0) -> torch.Tensor:
-    """Per-sample noise in [0,1] units from each sample's own generator (batch-independent)."""
+    """Per-sample noise (0..255 units) from each sample's own generator, so a sample's noise
+    does not depend on its batch. Valid region only; the rest of a canvas stays 0."""
     out = torch.zeros((len(params),) + shape, device=device)
     c, h, w = shape
+    g = torch.Generator(device=device)
     for i, p in enumerate(params):
         m_h, m_w = (sizes[i], sizes[i]) if sizes else (h, w)
-        g = torch.Generator(device=device)
         g.manual_seed((p.noise_seed ^ stream) & (2**63 - 1))
         nshape = (c if per_channel else 1, m_h, m_w)
+        view = out[i, :, :m_h, :m_w]
         if p.noise_kind == "gaussian":
-            n = torch.randn(nshape, generator=g, device=device) * p.noise_level
+            view.copy_(torch.randn(nshape, generator=g, device=device).mul_(p.noise_level))
         elif p.noise_kind == "laplace":
-            u = torch.rand(nshape, generator=g, device=device) - 0.5
-            n = -p.noise_level * torch.sign(u) * torch.log1p(-2.0 * u.abs())
-        else:  # poisson with a random sign (imgaug's AdditivePoissonNoise)
-            lam = torch.full(nshape, p.noise_level, device=device)
-            mag = torch.poisson(lam, generator=g)
-            sign = torch.randint(0, 2, nshape, generator=g, device=device) * 2 - 1
-            n = mag * sign
-        out[i, :, :m_h, :m_w] = n / 255.0
+            u = torch.rand(nshape, generator=g, device=device).sub_(0.5)
+            view.copy_(torch.sign(u).mul_(torch.log1p(u.abs().mul_(-2.0))).mul_(-p.noise_level))
+        else:  # Poisson with a random sign (imgaug's AdditivePoissonNoise)
+            mag = torch.poisson(torch.full(nshape, p.noise_level, device=device), generator=g)
+            sign = torch.randint(0, 2, nshape, generator=g, device=device).mul_(2).sub_(1)
+            view.copy_(mag.mul_(sign))
     return out
 
 
@@ -130,42 +140,69 @@ class TorchBackend:
     def __init__(self, device: str | torch.device | None = None):
         self.device = torch.device(device) if device is not None else None
 
+    def _blur(self, x: torch.Tensor, params: list[SampleParams], preset: Preset) -> torch.Tensor:
+        gauss = [i for i, p in enumerate(params) if p.blur_kind == "gaussian"]
+        motion = [i for i, p in enumerate(params) if p.blur_kind != "gaussian"]
+        n = x.shape[-1]
+        if not motion:
+            return apply_rows(x, gaussian_matrices([p.blur_sigma for p in params], preset.blur.truncate, n, x.device))
+        out = torch.empty_like(x)
+        if gauss:
+            gm = gaussian_matrices([params[i].blur_sigma for i in gauss], preset.blur.truncate, n, x.device)
+            out[gauss] = apply_rows(x[gauss], gm)
+        out[motion] = fft_blur(x[motion], [blur_kernel2d(params[i], preset.blur.truncate) for i in motion])
+        return out
+
     def run(self, hq: torch.Tensor, params: list[SampleParams], preset: Preset,
             singles: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = hq.to(self.device) if self.device is not None else hq
+        x = x.float().mul(255.0)
         b, c, h, w = x.shape
         if h != w:
             raise ValueError(f"degradation expects square HQ images, got {h}x{w}")
-        kernels = [blur_kernel2d(p, preset.blur.truncate) for p in params]
-        quality = torch.tensor([p.jpeg_quality for p in params], device=x.device)
+        dev = x.device
+        quality = torch.tensor([p.jpeg_quality for p in params], device=dev)
         lr_sizes = [p.lr_size(h) for p in params]
         canvas = min(h, -(-max(lr_sizes) // 16) * 16)
+        aa = preset.down.antialias
+        down = torch.stack([resize_matrix(h, m, aa, rows=canvas) for m in lr_sizes]).to(dev)
 
-        blurred = quantize8(blur(x, kernels))
+        blurred = None
         cur, sizes = x, None
         for op in preset.order:
             if op == "blur":
-                cur = blurred if sizes is None and cur is x else quantize8(blur(cur, kernels))
+                if sizes is not None:
+                    cur = fill_canvas(cur, sizes)
+                cur = _quantize(self._blur(cur, params, preset))
+                if sizes is None and blurred is None and cur.shape == x.shape and op == preset.order[0]:
+                    blurred = cur
             elif op == "down":
-                rows = down_matrices(lr_sizes, h, canvas, preset.down.antialias, x.device)
-                cur, sizes = quantize8(_apply_separable(cur, rows)), lr_sizes
+                cur, sizes = _quantize(apply_rows(cur, down)), lr_sizes
             elif op == "noise":
-                noise = make_noise(params, (c,) + cur.shape[-2:], sizes, preset.noise.per_channel, x.device)
-                cur = quantize8(cur + noise)
+                noise = make_noise(params, (c,) + tuple(cur.shape[-2:]), sizes, preset.noise.per_channel, dev)
+                cur = _quantize(cur + noise)
+                if sizes is not None:
+                    cur = fill_canvas(cur, sizes)
             elif op == "jpeg":
-                cur = jpeg_roundtrip(cur, quality)
-            if sizes is not None:
-                cur = fill_canvas(cur, sizes)
+                cur = jpeg_roundtrip_255(cur, quality)
         full = cur
         if sizes is not None:
-            full = quantize8(_apply_separable(cur, up_matrices(sizes, h, canvas, x.device)))
+            up = torch.zeros(b, h, canvas)
+            for i, m in enumerate(lr_sizes):
+                up[i, :, :m] = resize_matrix(m, h, False)
+            full = _quantize(apply_rows(cur, up.to(dev)))
         if not singles:
-            return full, None
+            return full.div_(255.0), None
 
-        noisy = quantize8(x + make_noise(params, (c, h, w), None, preset.noise.per_channel,
-                                         x.device, stream=_SINGLE_NOISE_STREAM))
-        jpeg = jpeg_roundtrip(x, quality)
+        if blurred is None:
+            blurred = _quantize(self._blur(x, params, preset))
+        noisy = _quantize(x + make_noise(params, (c, h, w), None, preset.noise.per_channel, dev,
+                                         stream=_SINGLE_NOISE_STREAM))
+        jpeg = jpeg_roundtrip_255(x, quality)
         # The LR image is stored as uint8 before it is enlarged again.
-        lr = quantize8(_apply_separable(x, down_matrices(lr_sizes, h, canvas, preset.down.antialias, x.device)))
-        down_up = quantize8(_apply_separable(lr, up_matrices(lr_sizes, h, canvas, x.device)))
-        return full, torch.stack([blurred, noisy, jpeg, down_up], 1)
+        lr = _quantize(apply_rows(x, down))
+        up = torch.zeros(b, h, canvas)
+        for i, m in enumerate(lr_sizes):
+            up[i, :, :m] = resize_matrix(m, h, False)
+        down_up = _quantize(apply_rows(lr, up.to(dev)))
+        return full.div_(255.0), torch.stack([blurred, noisy, jpeg, down_up], 1).div_(255.0)
