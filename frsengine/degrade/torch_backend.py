@@ -132,6 +132,15 @@ def make_noise(params: list[SampleParams], shape: tuple[int, int, int], sizes: l
     return out
 
 
+def canvas_buckets(sizes: list[int], full: int, step: int = 32) -> dict[int, list[int]]:
+    """Group sample indices by LR canvas side (sizes rounded up to `step`, at most `full`), so
+    that a batch with mixed factors r does not pay for the largest canvas on every sample."""
+    buckets: dict[int, list[int]] = {}
+    for i, m in enumerate(sizes):
+        buckets.setdefault(min(full, -(-m // step) * step), []).append(i)
+    return buckets
+
+
 class TorchBackend:
     """Batched torch implementation of a preset's full and single degradations."""
 
@@ -153,6 +162,22 @@ class TorchBackend:
         out[motion] = fft_blur(x[motion], [blur_kernel2d(params[i], preset.blur.truncate) for i in motion])
         return out
 
+    def _step(self, op: str, x: torch.Tensor, params: list[SampleParams], preset: Preset,
+              sizes: list[int] | None, stream: int = 0) -> torch.Tensor:
+        """One non-resizing step on 0..255 images; `sizes` marks an edge-replicated LR canvas."""
+        if op == "blur":
+            if sizes is not None:
+                x = fill_canvas(x, sizes)
+            x = _quantize(self._blur(x, params, preset))
+        elif op == "noise":
+            noise = make_noise(params, tuple(x.shape[1:]), sizes, preset.noise.per_channel, x.device, stream)
+            x = _quantize(x + noise)
+        elif op == "jpeg":
+            x = jpeg_roundtrip_255(x, torch.tensor([p.jpeg_quality for p in params], device=x.device))
+        else:
+            raise ValueError(f"unknown degradation step '{op}'")
+        return fill_canvas(x, sizes) if sizes is not None and op != "jpeg" else x
+
     def run(self, hq: torch.Tensor, params: list[SampleParams], preset: Preset,
             singles: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = hq.to(self.device) if self.device is not None else hq
@@ -160,49 +185,33 @@ class TorchBackend:
         b, c, h, w = x.shape
         if h != w:
             raise ValueError(f"degradation expects square HQ images, got {h}x{w}")
-        dev = x.device
-        quality = torch.tensor([p.jpeg_quality for p in params], device=dev)
-        lr_sizes = [p.lr_size(h) for p in params]
-        canvas = min(h, -(-max(lr_sizes) // 16) * 16)
-        aa = preset.down.antialias
-        down = torch.stack([resize_matrix(h, m, aa, rows=canvas) for m in lr_sizes]).to(dev)
+        split = preset.order.index("down")
+        cur = x
+        for op in preset.order[:split]:  # full-resolution prefix, whole batch at once
+            cur = self._step(op, cur, params, preset, None)
+        blurred = cur if preset.order[0] == "blur" and split == 1 else None
 
-        blurred = None
-        cur, sizes = x, None
-        for op in preset.order:
-            if op == "blur":
-                if sizes is not None:
-                    cur = fill_canvas(cur, sizes)
-                cur = _quantize(self._blur(cur, params, preset))
-                if sizes is None and blurred is None and cur.shape == x.shape and op == preset.order[0]:
-                    blurred = cur
-            elif op == "down":
-                cur, sizes = _quantize(apply_rows(cur, down)), lr_sizes
-            elif op == "noise":
-                noise = make_noise(params, (c,) + tuple(cur.shape[-2:]), sizes, preset.noise.per_channel, dev)
-                cur = _quantize(cur + noise)
-                if sizes is not None:
-                    cur = fill_canvas(cur, sizes)
-            elif op == "jpeg":
-                cur = jpeg_roundtrip_255(cur, quality)
-        full = cur
-        if sizes is not None:
-            up = torch.zeros(b, h, canvas)
-            for i, m in enumerate(lr_sizes):
-                up[i, :, :m] = resize_matrix(m, h, False)
-            full = _quantize(apply_rows(cur, up.to(dev)))
+        full = torch.empty_like(x)
+        down_up = torch.empty_like(x) if singles else None
+        lr_sizes = [p.lr_size(h) for p in params]
+        for canvas, idx in canvas_buckets(lr_sizes, h).items():
+            sub = [params[i] for i in idx]
+            sizes = [lr_sizes[i] for i in idx]
+            down = torch.stack([resize_matrix(h, m, preset.down.antialias, rows=canvas) for m in sizes]).to(x.device)
+            up = torch.zeros(len(idx), h, canvas)
+            for j, m in enumerate(sizes):
+                up[j, :, :m] = resize_matrix(m, h, False)
+            up = up.to(x.device)
+            lr = _quantize(apply_rows(cur[idx], down))
+            for op in preset.order[split + 1:]:
+                lr = self._step(op, lr, sub, preset, sizes)
+            full[idx] = _quantize(apply_rows(lr, up))
+            if singles:  # the LR image is stored as uint8 before it is enlarged again
+                down_up[idx] = _quantize(apply_rows(_quantize(apply_rows(x[idx], down)), up))
         if not singles:
             return full.div_(255.0), None
-
         if blurred is None:
-            blurred = _quantize(self._blur(x, params, preset))
-        noisy = _quantize(x + make_noise(params, (c, h, w), None, preset.noise.per_channel, dev,
-                                         stream=_SINGLE_NOISE_STREAM))
-        jpeg = jpeg_roundtrip_255(x, quality)
-        # The LR image is stored as uint8 before it is enlarged again.
-        lr = _quantize(apply_rows(x, down))
-        up = torch.zeros(b, h, canvas)
-        for i, m in enumerate(lr_sizes):
-            up[i, :, :m] = resize_matrix(m, h, False)
-        down_up = _quantize(apply_rows(lr, up.to(dev)))
+            blurred = self._step("blur", x, params, preset, None)
+        noisy = self._step("noise", x, params, preset, None, stream=_SINGLE_NOISE_STREAM)
+        jpeg = self._step("jpeg", x, params, preset, None)
         return full.div_(255.0), torch.stack([blurred, noisy, jpeg, down_up], 1).div_(255.0)
