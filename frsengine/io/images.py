@@ -7,8 +7,11 @@ conversion is reported as a note, so that callers can tell the user what happene
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -24,6 +27,7 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".t
 MIN_SIDE = 16
 _WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 _EXIF_ORIENTATION = 0x0112
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 def read_image(path: str | os.PathLike, min_side: int = MIN_SIDE,
@@ -32,16 +36,18 @@ def read_image(path: str | os.PathLike, min_side: int = MIN_SIDE,
 
     Raises ImageReadError for missing/unreadable files, non-images, truncated or corrupt
     data, images with a side below `min_side`, and images above `max_pixels` pixels
-    (default: PIL's decompression-bomb limit, `PIL.Image.MAX_IMAGE_PIXELS`).
+    (default: PIL's decompression-bomb limit, `PIL.Image.MAX_IMAGE_PIXELS`; a larger
+    `max_pixels` lifts PIL's limit while this file is opened).
     """
     path = Path(path)
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     _check_file(path)
     try:
         with warnings.catch_warnings():
-            # PIL only warns between 1x and 2x its limit; treat both as the same refusal.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            # PIL only warns between 1x and 2x its limit: _check_size refuses those (with the
+            # image's size in the message) before anything is decoded.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open(path, limit) as im:
                 _check_size(path, im.size, min_side, limit)
                 notes = []
                 rawmode = im.tile[0].args if im.tile and isinstance(im.tile[0].args, str) else ""
@@ -54,8 +60,9 @@ def read_image(path: str | os.PathLike, min_side: int = MIN_SIDE,
                 array = _to_rgb8(_apply_orientation(im, notes), notes, rawmode)
     except ImageReadError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError(path, _too_large_reason(None, limit)) from None
+    except Image.DecompressionBombError as exc:  # above 2x PIL's limit: raised by Image.open
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageReadError(path, _too_large_reason(None, limit, pixels and int(pixels[1]))) from None
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image or an unknown format: convert it to PNG or JPEG "
                                    "(or remove it from the folder)") from None
@@ -68,6 +75,24 @@ def read_image(path: str | os.PathLike, min_side: int = MIN_SIDE,
         raise ImageReadError(path, f"truncated or corrupt image data ({detail}): re-export or "
                                    "re-download the file") from None
     return array, notes
+
+
+@contextlib.contextmanager
+def _open(path: Path, limit: int | None):
+    """Image.open with PIL's global bomb limit raised to `limit` if that is larger (PIL
+    has no per-call limit; the lock keeps concurrent raises from clobbering each other)."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is None or (limit is not None and limit <= current):
+        im = Image.open(path)
+    else:
+        with _PIL_LIMIT_LOCK:
+            Image.MAX_IMAGE_PIXELS = limit
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = current
+    with im:
+        yield im
 
 
 def _check_file(path: Path) -> None:
@@ -93,8 +118,8 @@ def _check_size(path: Path, size: tuple[int, int], min_side: int, limit: int | N
         raise ImageReadError(path, _too_large_reason((w, h), limit))
 
 
-def _too_large_reason(size: tuple[int, int] | None, limit: int) -> str:
-    dims = f"{size[0]}x{size[1]} = {size[0] * size[1]} px" if size else "size unknown"
+def _too_large_reason(size: tuple[int, int] | None, limit: int, pixels: int | None = None) -> str:
+    dims = f"{size[0]}x{size[1]} = {size[0] * size[1]} px" if size else f"{pixels or 'over ' + str(2 * limit)} px"
     return (f"too large ({dims}; the decompression-bomb limit is {limit} px): if you trust the file, "
             "allow it with max_pixels=N (CLI: --max-pixels N), or downscale it first")
 
