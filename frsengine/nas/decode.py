@@ -18,7 +18,7 @@ import torch
 
 from frsengine.nas.cell import edge_index
 from frsengine.nas.genotype import Genotype, SpaceGenotype, validate_genotype
-from frsengine.nas.grid import GridSearchSpace, node_exists
+from frsengine.nas.grid import GridSearchSpace, beta_mask, node_exists, normalize_betas
 from frsengine.nas.ops import OpSet, get_op_set
 
 
@@ -96,9 +96,12 @@ def decode_path(betas: torch.Tensor, levels: int | None = None) -> tuple[int, ..
 def decode_space(space: GridSearchSpace, ranking: str = "strongest") -> SpaceGenotype:
     """Genotype of one supernet space."""
     cfg = space.cfg
+    # The mask is rebuilt here so decoding also works on a supernet built on the meta device
+    # whose alpha/beta alone were materialised (see `frsengine genotype decode`).
+    betas = normalize_betas(space.betas.detach(), beta_mask(cfg.layers, cfg.levels), cfg.border_beta_scale)
     return SpaceGenotype(
         kind=cfg.kind,
-        path=decode_path(space.normalized_betas(), cfg.levels),
+        path=decode_path(betas, cfg.levels),
         cell=decode_cell(space.alphas, space.op_set, cfg.steps, ranking),
         block_multiplier=cfg.block_multiplier, op_set=cfg.op_set, levels=cfg.levels)
 
