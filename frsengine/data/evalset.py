@@ -22,9 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +36,9 @@ from frsengine import __version__
 from frsengine.data.folder import resolve_files
 from frsengine.degrade import SINGLES, Degrader, Preset, get_preset
 from frsengine.errors import FrsError, ImageReadError
-from frsengine.io.images import MIN_SIDE, read_image, scan_folder, to_square, write_image
+from frsengine.io.images import (
+    MIN_SIDE, read_image, scan_folder, to_square, write_bytes_atomic, write_image,
+)
 
 FORMAT = "frsengine-evalset"
 FORMAT_VERSION = 1
@@ -177,15 +177,20 @@ def build_eval_set(input_dir, output_dir, preset: str | Preset = "paper", backen
 
 
 def _select_files(input_dir: Path, output_dir: Path, list_file, limit) -> tuple[list[Path], list[str]]:
+    """Input files sorted by relative path (the sample order), and ignored non-images."""
     if list_file is not None:
         files, ignored = resolve_files(input_dir, list_file), []
     else:
         files, others = scan_folder(input_dir)
         ignored = [p.relative_to(input_dir).as_posix() for p in others]
+    pairs = sorted((p.relative_to(input_dir).as_posix(), p) for p in files)
     # An output folder inside the input folder must not feed its own results back in.
-    out = output_dir.resolve()
-    files = [p for p in files if out not in p.resolve().parents]
-    files = sorted(files, key=lambda p: p.relative_to(input_dir).as_posix())
+    try:
+        inner = output_dir.resolve().relative_to(input_dir.resolve()).as_posix() + "/"
+        pairs = [(r, p) for r, p in pairs if not r.startswith(inner)]
+    except ValueError:  # the output folder is elsewhere
+        pass
+    files = [p for _, p in pairs]
     return (files[:limit] if limit is not None else files), ignored
 
 
@@ -256,18 +261,8 @@ def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
 
 
 def _write_json(path: Path, data: dict, compact: bool = False) -> Path:
-    """Write JSON atomically (temp file in the same folder + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, (text + "\n").encode())
 
 
 def _log_report(message: str) -> None:

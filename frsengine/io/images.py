@@ -8,9 +8,10 @@ conversion is reported as a note, so that callers can tell the user what happene
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
-import tempfile
+import secrets
 import threading
 import warnings
 from pathlib import Path
@@ -188,7 +189,7 @@ def _scale_to_8bit(a: np.ndarray, mode: str, notes: list[str]) -> np.ndarray:
 
 def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -> Path:
     """Write an HxW or HxWx3 uint8 array as PNG or JPEG (by extension), atomically: the
-    file appears complete or not at all (temp file in the same folder + os.replace)."""
+    file appears complete or not at all. Parent folders are created."""
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -196,16 +197,25 @@ def write_image(path: str | os.PathLike, array: np.ndarray, quality: int = 95) -
     array = np.asarray(array)
     if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
         raise FrsError(f"write_image needs an HxW or HxWx3 uint8 array, got {array.dtype} {array.shape}")
+    buf = io.BytesIO()
+    kwargs = {"quality": quality} if fmt == "JPEG" else {}
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format=fmt, **kwargs)
+    return write_bytes_atomic(path, buf.getvalue())
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to a temp file beside `path`, then os.replace it into place, so that a
+    crash never leaves a half-written file. Parent folders are created."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp: its files are mode 0600; open(..., "xb") honours the umask.
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        with os.fdopen(fd, "wb") as f:
-            kwargs = {"quality": quality} if fmt == "JPEG" else {}
-            Image.fromarray(np.ascontiguousarray(array)).save(f, format=fmt, **kwargs)
+        with open(tmp, "xb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -220,13 +230,15 @@ def scan_folder(root: str | os.PathLike, recursive: bool = True) -> tuple[list[P
     images, others = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        # Relative names as strings: pathlib per file costs seconds on 20k+ files.
+        prefix = os.path.relpath(dirpath, root).replace(os.sep, "/") + "/"
+        prefix = "" if prefix == "./" else prefix
         for name in filenames:
             if name.startswith("."):
                 continue
-            p = Path(dirpath) / name
-            (images if p.suffix.lower() in IMAGE_EXTENSIONS else others).append(p)
-    key = lambda p: p.relative_to(root).as_posix()  # noqa: E731  (stable across platforms)
-    return sorted(images, key=key), sorted(others, key=key)
+            is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+            (images if is_image else others).append((prefix + name, os.path.join(dirpath, name)))
+    return [Path(p) for _, p in sorted(images)], [Path(p) for _, p in sorted(others)]
 
 
 def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:

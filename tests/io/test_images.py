@@ -1,4 +1,5 @@
 """read_image / write_image / list_images / to_square / save_grid on small synthetic files."""
+import io
 import os
 
 import cv2
@@ -188,15 +189,21 @@ def test_write_image_is_atomic(tmp_path, monkeypatch):
     write_image(target, rgb(seed=1))
     before = target.read_bytes()
 
-    def failing_save(self, fp, *args, **kwargs):
-        fp.write(b"partial")
-        raise OSError("disk full")
+    class FailingFile(io.FileIO):
+        def write(self, data):
+            super().write(data[:10])
+            raise OSError("disk full")
 
-    monkeypatch.setattr(Image.Image, "save", failing_save)
+    # A module global `open` shadows the builtin inside frsengine.io.images only.
+    monkeypatch.setattr("frsengine.io.images.open", lambda f, mode: FailingFile(f, mode), raising=False)
     with pytest.raises(OSError, match="disk full"):
         write_image(target, rgb(seed=2))
+    monkeypatch.undo()
     assert target.read_bytes() == before  # the old file is untouched
     assert sorted(os.listdir(tmp_path)) == ["x.png"]  # and no temp file is left behind
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_list_images_skips_non_images_and_hidden(tmp_path):
