@@ -60,7 +60,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="HQ side in pixels (default: 128)")
     p.add_argument("--no-singles", action="store_true", help="write only the full degradation")
     p.add_argument("--batch-size", type=int, default=32, help="faces per batch (default: 32)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="device of the torch/dali backend (default: cpu)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="device of the torch/dali backend (default: torch on the CPU, dali on the GPU when there is one)")
     p.add_argument("--list", dest="list_file", type=Path, metavar="FILE",
                    help="text file of image names relative to --input (one per line) to use instead of the whole folder")
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N files (sorted by name)")

@@ -202,7 +202,7 @@ def _settings(preset: Preset, backend, device, seed, size, singles, batch_size, 
         "preset": preset.to_dict(), "backend": backend,
         "device": str(device) if device is not None else "default",
         "seed": int(seed), "size": int(size), "dirs": output_dirs(singles),
-        "batch_size": int(batch_size), "min_side": int(min_side), "max_pixels": int(max_pixels),
+        "batch_size": int(batch_size), "min_side": int(min_side), "max_pixels": None if max_pixels is None else int(max_pixels),
         "sources": {"count": len(rels),
                     "sha256": hashlib.sha256("\n".join(rels).encode()).hexdigest()},
     }
