@@ -55,10 +55,12 @@ def degrade_image(img: np.ndarray, p: SampleParams, preset: Preset,
                   singles: bool = True) -> tuple[np.ndarray, list[np.ndarray] | None]:
     """Full degradation (and the four singles: blur, noise, jpeg, downup) of one RGB uint8 image."""
     n = img.shape[0]
-    cur, resized = img, False
+    cur, resized, blurred = img, False, None
     for op in preset.order:
         if op == "blur":
             cur = blur_image(cur, p, preset.blur.truncate)
+            if op == preset.order[0]:
+                blurred = cur  # the blur-only single is this very image
         elif op == "down":
             cur, resized = resize_image(cur, p.lr_size(n), preset.down.antialias), True
         elif op == "noise":
@@ -70,7 +72,7 @@ def degrade_image(img: np.ndarray, p: SampleParams, preset: Preset,
         return full, None
     down_up = resize_image(resize_image(img, p.lr_size(n), preset.down.antialias), n, False)
     return full, [
-        blur_image(img, p, preset.blur.truncate),
+        blurred if blurred is not None else blur_image(img, p, preset.blur.truncate),
         noise_image(img, p, preset.noise.per_channel, stream=_SINGLE_NOISE_STREAM),
         jpeg_image(img, p.jpeg_quality),
         down_up,

@@ -70,21 +70,33 @@ def gaussian_matrices(sigmas: list[float], truncate: float, n: int, device) -> t
     return g.float().to(device)
 
 
+def _smooth_size(n: int) -> int:
+    """Smallest m >= n whose only prime factors are 2, 3 and 5 (fast FFT sizes)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def fft_blur(x: torch.Tensor, kernels: list[np.ndarray]) -> torch.Tensor:
     """Convolve each sample with its own odd square kernel (BORDER_REFLECT_101 borders)."""
     b, c, h, w = x.shape
     r = min(max(k.shape[0] for k in kernels) // 2, h - 1, w - 1)
-    size = 2 * r + 1
-    kimg = torch.zeros(b, h + 2 * r, w + 2 * r, dtype=torch.float32)
+    xp = F.pad(x, (r, r, r, r), mode="reflect")
+    # Zero padding past the reflected border up to an FFT-friendly size: the circular
+    # wrap-around then only touches pixels that are cropped away.
+    fh, fw = _smooth_size(h + 2 * r), _smooth_size(w + 2 * r)
+    kimg = torch.zeros(b, fh, fw, dtype=torch.float32)
     for i, k in enumerate(kernels):
-        kr = min(k.shape[0] // 2, r)
-        c0 = k.shape[0] // 2
+        kr, c0 = min(k.shape[0] // 2, r), k.shape[0] // 2
         k = k[c0 - kr: c0 + kr + 1, c0 - kr: c0 + kr + 1]
         kimg[i, r - kr: r + kr + 1, r - kr: r + kr + 1] = torch.from_numpy(k / k.sum())
     kimg = torch.roll(kimg, shifts=(-r, -r), dims=(1, 2)).to(x.device)  # kernel centre at (0, 0)
-    xp = F.pad(x, (r, r, r, r), mode="reflect")
-    y = torch.fft.irfft2(torch.fft.rfft2(xp) * torch.fft.rfft2(kimg)[:, None], s=xp.shape[-2:])
-    del size
+    y = torch.fft.irfft2(torch.fft.rfft2(xp, s=(fh, fw)) * torch.fft.rfft2(kimg)[:, None], s=(fh, fw))
     return y[..., r: r + h, r: r + w]
 
 
@@ -108,6 +120,34 @@ def fill_canvas(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return x.gather(3, idx[:, None, None, :].expand(b, c, h, w))
 
 
+def poisson_by_inverse_cdf(lam: float, shape: tuple[int, ...], generator: torch.Generator,
+                           device) -> torch.Tensor:
+    """Poisson(lam) samples by inverting the CDF at uniforms through a guide table (Chen &
+    Asau): a scalar rate per sample makes this a table look-up plus one exact correction
+    step; the few uniforms whose table slot holds several CDF steps (the far tails) take a
+    binary search. Several times faster than `torch.poisson` on CPU, and exact."""
+    k = torch.arange(0, int(np.ceil(lam + 12 * np.sqrt(lam) + 10)), dtype=torch.float64)
+    cdf = torch.cumsum(torch.exp(k * np.log(max(lam, 1e-12)) - lam - torch.lgamma(k + 1)), 0).float()
+    last = int(torch.nonzero(cdf >= 1.0)[0]) if bool((cdf >= 1.0).any()) else len(cdf) - 1
+    cdf = cdf[: last + 1].clone()
+    cdf[-1] = 2.0  # float32 uniforms are < 1: nothing falls past this category
+    slots = 64 * len(cdf)
+    # guide[j]: the first category whose CDF exceeds j / slots; the answer for u in slot j
+    # is guide[j] + (CDF steps inside the slot at or below u).
+    edges = torch.arange(slots + 1, dtype=torch.float32) / slots
+    guide = torch.searchsorted(cdf, edges, right=True)
+    crowded = (guide[1:] - guide[:-1]) > 1
+    cdf, guide, crowded = cdf.to(device), guide[:-1].to(device), crowded.to(device)
+    u = torch.rand(shape, generator=generator, device=device).reshape(-1)
+    slot = (u * slots).long().clamp_(max=slots - 1)
+    out = torch.take(guide, slot)
+    out += (torch.take(cdf, out) <= u).long()
+    rare = torch.take(crowded, slot)
+    if bool(rare.any()):
+        out[rare] = torch.searchsorted(cdf, u[rare], right=True)
+    return out.reshape(shape).to(torch.float32)
+
+
 def make_noise(params: list[SampleParams], shape: tuple[int, int, int], sizes: list[int] | None,
                per_channel: bool, device, stream: int = 0) -> torch.Tensor:
     """Per-sample noise (0..255 units) from each sample's own generator, so a sample's noise
@@ -126,7 +166,7 @@ def make_noise(params: list[SampleParams], shape: tuple[int, int, int], sizes: l
             u = torch.rand(nshape, generator=g, device=device).sub_(0.5)
             view.copy_(torch.sign(u).mul_(torch.log1p(u.abs().mul_(-2.0))).mul_(-p.noise_level))
         else:  # Poisson with a random sign (imgaug's AdditivePoissonNoise)
-            mag = torch.poisson(torch.full(nshape, p.noise_level, device=device), generator=g)
+            mag = poisson_by_inverse_cdf(p.noise_level, nshape, g, device)
             sign = torch.randint(0, 2, nshape, generator=g, device=device).mul_(2).sub_(1)
             view.copy_(mag.mul_(sign))
     return out

@@ -136,3 +136,19 @@ def test_torch_backend_on_cuda_matches_cpu(faces):
     # Noise comes from a different generator on CUDA; the deterministic steps agree.
     for name in ("blur", "jpeg", "downup"):
         assert psnr(gpu.single(name).cpu(), cpu.single(name)).min() > 45
+
+
+@pytest.mark.parametrize("lam", [0.5, 15.0, 30.0])
+def test_poisson_sampler_has_the_poisson_law(lam):
+    from math import exp, lgamma, log
+
+    from frsengine.degrade.torch_backend import poisson_by_inverse_cdf
+
+    g = torch.Generator().manual_seed(0)
+    k = poisson_by_inverse_cdf(lam, (200_000,), g, "cpu")
+    assert torch.equal(k, k.round()) and k.min() >= 0
+    assert abs(k.mean().item() - lam) < 4 * (lam / 200_000) ** 0.5 + 1e-3
+    assert abs(k.var().item() / lam - 1) < 0.03
+    mode = int(lam)
+    pmf = exp(mode * log(lam) - lam - lgamma(mode + 1))
+    assert abs((k == mode).float().mean().item() - pmf) < 0.01
