@@ -51,3 +51,37 @@ def test_degrade_throughput(benchmark, report, preset, backend, device):
     benchmark.group = f"degrade {preset}: 128x128, full + 4 singles, batch {BATCH}"
     report(benchmark, items=BATCH, baseline=(backend == "opencv"))
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+
+
+class _Faces(torch.utils.data.Dataset):
+    """In-memory HQ faces, so the loader benchmark measures degradation, not decoding."""
+
+    def __init__(self, n: int):
+        self.hq = faces(n)
+
+    def __len__(self):
+        return len(self.hq)
+
+    def __getitem__(self, i):
+        return self.hq[i], i
+
+
+LOADER_CASES = [("opencv", "main", 0), ("torch", "main", 0), ("opencv", "workers", 2), ("torch", "workers", 2)]
+
+
+@pytest.mark.parametrize("backend,where,workers", LOADER_CASES,
+                         ids=[f"{b}-{w}{n or ''}" for b, w, n in LOADER_CASES])
+def test_loader_throughput(benchmark, report, backend, where, workers):
+    from frsengine.data import DegradedLoader
+
+    n = 4 * BATCH
+    loader = DegradedLoader(_Faces(n), Degrader("paper", backend), batch_size=BATCH, num_workers=workers,
+                            degrade_in=where)
+
+    def epoch():
+        return sum(len(b.params) for b in loader)
+
+    epoch()
+    benchmark.group = f"DegradedLoader paper: {n} faces 128x128 per epoch, batch {BATCH} (CPU)"
+    report(benchmark, items=n, baseline=(backend == "opencv" and where == "main"))
+    benchmark.pedantic(epoch, rounds=3, iterations=1, warmup_rounds=0)

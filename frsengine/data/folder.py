@@ -95,27 +95,56 @@ class FaceFolder(Dataset):
         raise FrsError(f"none of the {n} files in '{self.root}' could be read: see the warnings above")
 
 
+def _collate_hq(samples: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, list[int]]:
+    return torch.stack([img for img, _ in samples]), [int(i) for _, i in samples]
+
+
+def runs_on_cpu(degrader: Degrader) -> bool:
+    """Whether the degrader's backend computes on the CPU (then workers can run it)."""
+    device = getattr(degrader.backend, "device", None)
+    if degrader.backend.name == "dali":
+        return device is not None and torch.device(device).type == "cpu"
+    return device is None or torch.device(device).type == "cpu"
+
+
 class DegradedLoader:
     """Batches of `DegradedBatch(hq, lq_full, lq_singles, params)` from a dataset of uint8
-    HQ faces. Workers decode; the degrader runs in the main process (so the torch backend
-    can use the GPU) with each sample's parameters drawn from (seed, epoch, dataset index).
+    HQ faces, each sample's parameters drawn from (seed, epoch, dataset index).
+
+    Where the degradation runs (`degrade_in`): "main" — in the main process after the
+    workers decoded the batch (what a CUDA backend needs); "workers" — each worker degrades
+    the batch it decoded, so a CPU backend scales with the worker count; "auto" (default) —
+    workers when there are workers and the backend computes on the CPU.
     The shuffle order depends only on (seed, epoch): call `set_epoch(e)` before each epoch,
     otherwise every epoch repeats epoch 0."""
 
     def __init__(self, dataset: Dataset, degrader: Degrader, batch_size: int = 32, seed: int = 0,
                  shuffle: bool = True, num_workers: int = 0, drop_last: bool = False,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, degrade_in: str = "auto"):
+        if degrade_in not in ("auto", "main", "workers"):
+            raise FrsError(f"degrade_in must be 'auto', 'main' or 'workers', got '{degrade_in}'")
+        if degrade_in == "workers" and (num_workers == 0 or not runs_on_cpu(degrader)):
+            raise FrsError("degrade_in='workers' needs num_workers > 0 and a degrader on the CPU")
         self.dataset = dataset
         self.degrader = degrader
         self.seed = int(seed)
         self.epoch = 0
         self.device = torch.device(device) if device is not None else None
+        self.in_workers = degrade_in == "workers" or (
+            degrade_in == "auto" and num_workers > 0 and runs_on_cpu(degrader))
         self.generator = torch.Generator()
         self.loader = DataLoader(
             dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-            drop_last=drop_last, generator=self.generator,
+            drop_last=drop_last, generator=self.generator, collate_fn=self._collate,
             pin_memory=self.device is not None and self.device.type == "cuda",
         )
+
+    def _collate(self, samples: list[tuple[torch.Tensor, int]]):
+        hq, indices = _collate_hq(samples)
+        if not self.in_workers:
+            return hq, indices
+        # Runs in a worker, forked when the epoch's iterator was created: self.epoch is current.
+        return self.degrader(hq, self.degrader.params(self.seed, indices, self.epoch))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle order and degradation parameters of epoch `epoch`."""
@@ -129,8 +158,13 @@ class DegradedLoader:
         # (or partial epochs) were iterated before, so a resumed run sees the same batches.
         state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, np.uint32)
         self.generator.manual_seed((int(state[0]) & 0x7FFFFFFF) << 32 | int(state[1]))
-        for hq, indices in self.loader:
+        for item in self.loader:
+            if self.in_workers:
+                yield item if self.device is None else DegradedBatch(
+                    *(t.to(self.device, non_blocking=True) if t is not None else None for t in item[:3]),
+                    item.params)
+                continue
+            hq, indices = item
             if self.device is not None:
                 hq = hq.to(self.device, non_blocking=True)
-            params = self.degrader.params(self.seed, indices.tolist(), self.epoch)
-            yield self.degrader(hq, params)
+            yield self.degrader(hq, self.degrader.params(self.seed, indices, self.epoch))

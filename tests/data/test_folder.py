@@ -133,3 +133,31 @@ def test_all_bad_raises(tmp_path):
     ds = FaceFolder(root, size=SIZE)
     with pytest.raises(FrsError, match="none of the 2 files"):
         ds[0]
+
+
+@pytest.mark.parametrize("backend", ["opencv", "torch"])
+def test_degrading_in_workers_matches_the_main_process(tmp_path, backend):
+    ds = FaceFolder(make_faces(tmp_path / "f"), size=SIZE)
+
+    def run(where):
+        loader = DegradedLoader(ds, Degrader("reference", backend), batch_size=4, seed=2,
+                                num_workers=2, degrade_in=where)
+        loader.set_epoch(1)
+        return loader, batches(loader)
+
+    main_loader, main = run("main")
+    work_loader, work = run("workers")
+    assert not main_loader.in_workers and work_loader.in_workers
+    assert [b[3] for b in main] == [b[3] for b in work]
+    for x, y in zip(main, work):
+        for t, u in zip(x[:3], y[:3]):
+            # Thread counts differ (workers use one): float sums may round one level apart.
+            assert (t - u).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_degrade_in_is_validated(tmp_path):
+    ds = FaceFolder(make_faces(tmp_path / "f", n=2), size=SIZE)
+    with pytest.raises(FrsError, match="num_workers > 0"):
+        DegradedLoader(ds, Degrader("paper", "torch"), num_workers=0, degrade_in="workers")
+    with pytest.raises(FrsError, match="degrade_in must be"):
+        DegradedLoader(ds, Degrader("paper", "torch"), degrade_in="gpu")
