@@ -94,8 +94,19 @@ def derived_space_config(cfg: SpaceConfig, sp: SpaceGenotype, name: str) -> Spac
     """Space config of a derived space: channels from ``cfg``, architecture from the genotype."""
     if sp.kind != cfg.kind:
         raise GenotypeError(f"space {name!r}: genotype kind {sp.kind!r} but the network expects {cfg.kind!r}")
-    return cfg.replace(layers=sp.layers, steps=sp.steps, block_multiplier=sp.block_multiplier,
-                       op_set=sp.op_set, levels=sp.levels)
+    try:
+        return cfg.replace(layers=sp.layers, steps=sp.steps, block_multiplier=sp.block_multiplier,
+                           op_set=sp.op_set, levels=sp.levels)
+    except ValueError as exc:
+        raise GenotypeError(f"space {name!r} does not fit the network's sizes: {exc}") from None
+
+
+def replace_for_genotype(cfg, **changes):
+    """``cfg.replace(**changes)`` where a size conflict is the genotype's fault (GenotypeError)."""
+    try:
+        return cfg.replace(**changes)
+    except ValueError as exc:
+        raise GenotypeError(f"genotype does not fit the network's sizes: {exc}") from None
 
 
 def derived_space_factory(genotype: Genotype) -> SpaceFactory:
@@ -123,6 +134,6 @@ class FRSNet(FRSNetTrunk):
             raise GenotypeError(f"genotype is for {genotype.network!r}, not frsnet")
         cfg = cfg or FRSNetConfig()
         sp = genotype.spaces["upsample"]
-        cfg = cfg.replace(upsample=derived_space_config(cfg.upsample, sp, "upsample"))
+        cfg = replace_for_genotype(cfg, upsample=derived_space_config(cfg.upsample, sp, "upsample"))
         super().__init__(cfg, derived_space_factory(genotype))
         self.genotype = genotype

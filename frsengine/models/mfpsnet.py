@@ -17,7 +17,8 @@ import torch.nn as nn
 
 from frsengine.models.config import MFPSNetConfig, PriorConfig
 from frsengine.models.frsnet import (ArchParamsMixin, FRSNetTrunk, SpaceFactory, derived_space_config,
-                                     derived_space_factory, search_space_factory)
+                                     derived_space_factory, replace_for_genotype,
+                                     search_space_factory)
 from frsengine.nas.genotype import Genotype, GenotypeError, validate_genotype
 
 PriorFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
@@ -121,10 +122,10 @@ class MFPSNet(MFPSNetTrunk):
             raise GenotypeError(f"genotype prior spaces {sorted(prior_names)} do not match the network's "
                                 f"priors {sorted(names)}")
         up = derived_space_config(cfg.upsample, genotype.spaces["upsample"], "upsample")
-        fusion = derived_space_config(cfg.fusion, genotype.spaces["fusion"], "fusion").replace(
-            in_channels=up.out_channels + len(cfg.priors) * cfg.prior_feat_channels)
+        fusion = replace_for_genotype(derived_space_config(cfg.fusion, genotype.spaces["fusion"], "fusion"),
+                                      in_channels=up.out_channels + len(cfg.priors) * cfg.prior_feat_channels)
         # Prior spaces may differ per prior; cfg.prior only supplies their channel sizes.
-        cfg = cfg.replace(upsample=up, fusion=fusion)
+        cfg = replace_for_genotype(cfg, upsample=up, fusion=fusion)
         if cfg.share_prior_conv and len({genotype.spaces[n].block_multiplier for n in names}) > 1:
             raise GenotypeError("share_prior_conv needs the same block_multiplier in every prior space")
         super().__init__(cfg, derived_space_factory(genotype))

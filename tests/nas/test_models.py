@@ -112,3 +112,11 @@ def test_output_modes():
     res.eval(), direct.eval()
     with torch.no_grad():
         torch.testing.assert_close(res(x), x - direct(x))
+
+
+def test_genotype_that_does_not_fit_the_sizes_is_a_genotype_error():
+    g = decode(build_supernet("frsnet", "tiny"))
+    d = g.to_dict()
+    d["spaces"]["upsample"]["levels"] = 5
+    with pytest.raises(GenotypeError, match="does not fit"):
+        build_derived(genotype_from_dict(d), "tiny")
