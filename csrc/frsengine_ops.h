@@ -1,0 +1,53 @@
+// Native implementations of the fused search ops (see frsengine/ops/*.py for the op contracts and
+// the plain PyTorch references they are tested against).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+#include <vector>
+
+// Bump together with EXT_API_VERSION in frsengine/ops/_ext.py when a schema or semantics change.
+#define FRSENGINE_EXT_API 1
+
+namespace frsengine {
+
+using at::Tensor;
+using MixedOpGrads = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+// ---- device-independent convolution part of the mixed op (ATen: oneDNN on CPU, cuDNN on GPU)
+// z_3, z_5, z_7 (contiguous NCHW; views into one (N, 3C, H, W) tensor when stacked).
+std::vector<Tensor> mixed_convs(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+                                bool stacked);
+// Empty tensors when not needed. grads_z are laid out like mixed_convs' outputs.
+std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
+    const Tensor& x, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
+    const Tensor& w7, bool stacked, bool need_input_grad, bool need_weight_grad);
+// Buffers for grads_z with the same layout as mixed_convs(x, ..., stacked).
+std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool stacked);
+
+// ---- CPU
+std::tuple<Tensor, Tensor, Tensor> mixed_op_forward_cpu(
+    const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
+    const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
+    bool training, double eps, bool stacked);
+MixedOpGrads mixed_op_backward_cpu(
+    const Tensor& grad_out, const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+    const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean,
+    const Tensor& var, bool training, double eps, bool stacked, bool need_input_grad,
+    bool need_weight_grad);
+Tensor beta_aggregate_forward_cpu(at::TensorList inputs, const Tensor& beta, int64_t out_h, int64_t out_w);
+std::vector<Tensor> beta_aggregate_backward_cpu(const Tensor& grad_out, at::TensorList inputs,
+                                                const Tensor& beta, bool need_input_grad);
+
+// Checks shared by the CPU and CUDA entry points.
+void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+                         const Tensor& bn_weight, const Tensor& alpha);
+void check_beta_aggregate_args(at::TensorList inputs, const Tensor& beta);
+
+// Bilinear, align_corners=True source coordinate of output index `dst` (PyTorch's convention).
+inline double align_corners_scale(int64_t in, int64_t out) {
+  return out > 1 ? static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
+}
+
+}  // namespace frsengine

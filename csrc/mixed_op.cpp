@@ -1,0 +1,315 @@
+// Fused mixed op: the convolution part (ATen, any device) and the CPU epilogue (OpenMP through
+// at::parallel_for, which uses the OpenMP runtime torch itself was built with).
+//
+// Forward: z_k = conv_k(x) for k = 3, 5, 7 (one stacked 7x7 convolution or three), then
+//   pass 1 (training): per-channel mean and biased variance of every z_k, two-pass, double sums;
+//   pass 2: out = a_0 x + sum_k a_k max(0, z_k * scale_k + shift_k), scale = gamma * invstd,
+//           shift = beta - mean * scale (ATen's BatchNorm form).
+// Backward recomputes z_k from x (nothing but x, parameters and (3, C) statistics is saved):
+//   pass 1: per channel sum g_y, sum g_y x_hat (= grad beta, grad gamma) and the alpha reductions;
+//   pass 2: grad z_k; then ATen's convolution backward gives grad x and the kernel grads.
+#include "frsengine_ops.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace frsengine {
+namespace {
+
+constexpr int64_t kSizes[3] = {3, 5, 7};
+
+// Pointer to plane (n, c) of branch k, for both layouts of mixed_convs' outputs.
+template <typename T>
+struct Branches {
+  T* base[3];
+  int64_t batch_stride;
+  int64_t hw;
+  Branches(const std::vector<Tensor>& zs, int64_t C, int64_t HW) : hw(HW) {
+    if (zs.size() == 1) {  // stacked: (N, 3C, H, W)
+      for (int k = 0; k < 3; ++k) base[k] = zs[0].data_ptr<T>() + k * C * HW;
+      batch_stride = 3 * C * HW;
+    } else {
+      for (int k = 0; k < 3; ++k) base[k] = zs[k].data_ptr<T>();
+      batch_stride = C * HW;
+    }
+  }
+  T* plane(int k, int64_t n, int64_t c) const { return base[k] + n * batch_stride + c * hw; }
+};
+
+Tensor stacked_weight(const Tensor& w3, const Tensor& w5, const Tensor& w7) {
+  return at::cat({at::constant_pad_nd(w3, {2, 2, 2, 2}), at::constant_pad_nd(w5, {1, 1, 1, 1}), w7}, 0);
+}
+
+template <typename scalar_t>
+void batch_stats(const Branches<scalar_t>& z, int64_t N, int64_t C, double* mean, double* var) {
+  const int64_t HW = z.hw;
+  const double count = static_cast<double>(N * HW);
+  at::parallel_for(0, 3 * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t kc = begin; kc < end; ++kc) {
+      const int k = static_cast<int>(kc / C);
+      const int64_t c = kc % C;
+      double sum = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const scalar_t* p = z.plane(k, n, c);
+#pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < HW; ++i) sum += static_cast<double>(p[i]);
+      }
+      const double m = sum / count;
+      // Second pass over the (cache-resident) planes: no cancellation from E[z^2] - E[z]^2.
+      double sq = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const scalar_t* p = z.plane(k, n, c);
+#pragma omp simd reduction(+ : sq)
+        for (int64_t i = 0; i < HW; ++i) {
+          const double d = static_cast<double>(p[i]) - m;
+          sq += d * d;
+        }
+      }
+      mean[kc] = m;
+      var[kc] = sq / count;
+    }
+  });
+}
+
+template <typename scalar_t>
+void forward_epilogue(const scalar_t* x, const Branches<scalar_t>& z, const double* scale,
+                      const double* shift, const double* a, int64_t N, int64_t C, scalar_t* out) {
+  const int64_t HW = z.hw;
+  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / C, c = nc % C;
+      const scalar_t *z0 = z.plane(0, n, c), *z1 = z.plane(1, n, c), *z2 = z.plane(2, n, c);
+      const scalar_t* xp = x + nc * HW;
+      scalar_t* op = out + nc * HW;
+      const scalar_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+      const scalar_t s0 = scale[c], s1 = scale[C + c], s2 = scale[2 * C + c];
+      const scalar_t h0 = shift[c], h1 = shift[C + c], h2 = shift[2 * C + c];
+#pragma omp simd
+      for (int64_t i = 0; i < HW; ++i) {
+        const scalar_t y0 = z0[i] * s0 + h0, y1 = z1[i] * s1 + h1, y2 = z2[i] * s2 + h2;
+        // Same summation order as the reference: ((a0 x + a1 r3) + a2 r5) + a3 r7.
+        op[i] = a0 * xp[i] + a1 * (y0 > 0 ? y0 : scalar_t(0)) + a2 * (y1 > 0 ? y1 : scalar_t(0)) +
+                a3 * (y2 > 0 ? y2 : scalar_t(0));
+      }
+    }
+  });
+}
+
+// Pass 1 of the backward, per channel c (all three branches): sums of g_y, g_y x_hat, g r_k, g x.
+template <typename scalar_t>
+void backward_reduce(const scalar_t* g, const scalar_t* x, const Branches<scalar_t>& z,
+                     const double* mean, const double* invstd, const double* scale, const double* shift,
+                     const double* a, int64_t N, int64_t C, double* sum_gy, double* sum_gy_xhat,
+                     double* sum_g_r /* (3, C) */, double* sum_g_x /* (C) */) {
+  const int64_t HW = z.hw;
+  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double gx_acc = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const scalar_t* gp = g + (n * C + c) * HW;
+        const scalar_t* xp = x + (n * C + c) * HW;
+#pragma omp simd reduction(+ : gx_acc)
+        for (int64_t i = 0; i < HW; ++i) gx_acc += static_cast<double>(gp[i]) * xp[i];
+      }
+      sum_g_x[c] = gx_acc;
+      for (int k = 0; k < 3; ++k) {
+        const int64_t kc = k * C + c;
+        const scalar_t s = scale[kc], h = shift[kc], m = mean[kc], is = invstd[kc], ak = a[k + 1];
+        double s_gy = 0.0, s_gyx = 0.0, s_gr = 0.0;
+        for (int64_t n = 0; n < N; ++n) {
+          const scalar_t* gp = g + (n * C + c) * HW;
+          const scalar_t* zp = z.plane(k, n, c);
+#pragma omp simd reduction(+ : s_gy, s_gyx, s_gr)
+          for (int64_t i = 0; i < HW; ++i) {
+            const scalar_t y = zp[i] * s + h;
+            const scalar_t r = y > 0 ? y : scalar_t(0);
+            const scalar_t gy = y > 0 ? ak * gp[i] : scalar_t(0);
+            s_gy += gy;
+            s_gyx += static_cast<double>(gy) * ((zp[i] - m) * is);
+            s_gr += static_cast<double>(gp[i]) * r;
+          }
+        }
+        sum_gy[kc] = s_gy;
+        sum_gy_xhat[kc] = s_gyx;
+        sum_g_r[kc] = s_gr;
+      }
+    }
+  });
+}
+
+// Pass 2: grad z_k = scale (g_y - sum g_y / M - x_hat sum g_y x_hat / M) (training) or scale g_y.
+template <typename scalar_t>
+void backward_grad_z(const scalar_t* g, const Branches<scalar_t>& z, const Branches<scalar_t>& gz,
+                     const double* mean, const double* invstd, const double* scale, const double* shift,
+                     const double* a, const double* sum_gy, const double* sum_gy_xhat, bool training,
+                     int64_t N, int64_t C) {
+  const int64_t HW = z.hw;
+  const double count = static_cast<double>(N * HW);
+  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / C, c = nc % C;
+      const scalar_t* gp = g + nc * HW;
+      for (int k = 0; k < 3; ++k) {
+        const int64_t kc = k * C + c;
+        const scalar_t s = scale[kc], h = shift[kc], m = mean[kc], is = invstd[kc], ak = a[k + 1];
+        const scalar_t mgy = training ? sum_gy[kc] / count : 0.0;
+        const scalar_t mgyx = training ? sum_gy_xhat[kc] / count : 0.0;
+        const scalar_t* zp = z.plane(k, n, c);
+        scalar_t* out = gz.plane(k, n, c);
+#pragma omp simd
+        for (int64_t i = 0; i < HW; ++i) {
+          const scalar_t y = zp[i] * s + h;
+          const scalar_t gy = y > 0 ? ak * gp[i] : scalar_t(0);
+          out[i] = s * (gy - mgy - (zp[i] - m) * is * mgyx);
+        }
+      }
+    }
+  });
+}
+
+std::vector<double> to_doubles(const Tensor& t) {
+  Tensor c = t.detach().to(at::kCPU, at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+}  // namespace
+
+void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+                         const Tensor& bn_weight, const Tensor& alpha) {
+  TORCH_CHECK(x.dim() == 4, "mixed_op: x must be (N, C, H, W), got ", x.sizes());
+  const int64_t C = x.size(1);
+  const Tensor* ws[3] = {&w3, &w5, &w7};
+  for (int k = 0; k < 3; ++k) {
+    TORCH_CHECK(ws[k]->sizes() == at::IntArrayRef({C, C, kSizes[k], kSizes[k]}), "mixed_op: weight ", k,
+                " must be (C, C, ", kSizes[k], ", ", kSizes[k], "), got ", ws[k]->sizes());
+    TORCH_CHECK(ws[k]->scalar_type() == x.scalar_type(), "mixed_op: dtypes of x and weights differ");
+  }
+  TORCH_CHECK(bn_weight.sizes() == at::IntArrayRef({3, C}), "mixed_op: bn params must be (3, C)");
+  TORCH_CHECK(alpha.numel() == 4, "mixed_op: alpha must hold 4 weights (skip, 3x3, 5x5, 7x7)");
+}
+
+std::vector<Tensor> mixed_convs(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+                                bool stacked) {
+  if (stacked) return {at::conv2d(x, stacked_weight(w3, w5, w7), {}, 1, 3).contiguous()};
+  return {at::conv2d(x, w3, {}, 1, 1).contiguous(), at::conv2d(x, w5, {}, 1, 2).contiguous(),
+          at::conv2d(x, w7, {}, 1, 3).contiguous()};
+}
+
+std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool /*stacked*/) {
+  std::vector<Tensor> out;
+  for (const auto& z : zs) out.push_back(at::empty_like(z, at::MemoryFormat::Contiguous));
+  return out;
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
+    const Tensor& x, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
+    const Tensor& w7, bool stacked, bool need_input_grad, bool need_weight_grad) {
+  const std::array<bool, 3> mask = {need_input_grad, need_weight_grad, false};
+  const Tensor* ws[3] = {&w3, &w5, &w7};
+  Tensor gx = need_input_grad ? Tensor() : x.new_empty({0});
+  Tensor gw[3];
+  if (stacked) {
+    auto r = at::convolution_backward(grads_z[0], x, stacked_weight(w3, w5, w7), std::nullopt, {1, 1},
+                                      {3, 3}, {1, 1}, false, {0, 0}, 1, mask);
+    if (need_input_grad) gx = std::get<0>(r);
+    if (need_weight_grad) {
+      const Tensor& g = std::get<1>(r);
+      const int64_t C = w3.size(0);
+      gw[0] = g.slice(0, 0, C).slice(2, 2, 5).slice(3, 2, 5).contiguous();
+      gw[1] = g.slice(0, C, 2 * C).slice(2, 1, 6).slice(3, 1, 6).contiguous();
+      gw[2] = g.slice(0, 2 * C, 3 * C).contiguous();
+    }
+  } else {
+    for (int k = 0; k < 3; ++k) {
+      const int64_t p = kSizes[k] / 2;
+      auto r = at::convolution_backward(grads_z[k], x, *ws[k], std::nullopt, {1, 1}, {p, p}, {1, 1}, false,
+                                        {0, 0}, 1, mask);
+      if (need_input_grad) gx = k == 0 ? std::get<0>(r) : gx.add_(std::get<0>(r));
+      if (need_weight_grad) gw[k] = std::get<1>(r);
+    }
+  }
+  if (!need_weight_grad)
+    for (int k = 0; k < 3; ++k) gw[k] = ws[k]->new_empty({0});
+  return {gx, gw[0], gw[1], gw[2]};
+}
+
+std::tuple<Tensor, Tensor, Tensor> mixed_op_forward_cpu(
+    const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
+    const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
+    bool training, double eps, bool stacked) {
+  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha);
+  const Tensor x = x_in.contiguous();
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+  const std::vector<Tensor> zs = mixed_convs(x, w3, w5, w7, stacked);
+  std::vector<double> mean(3 * C), var(3 * C);
+  Tensor out = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mixed_op_forward_cpu", [&] {
+    Branches<scalar_t> z(zs, C, HW);
+    if (training) {
+      batch_stats<scalar_t>(z, N, C, mean.data(), var.data());
+    } else {
+      mean = to_doubles(running_mean);
+      var = to_doubles(running_var);
+    }
+    const std::vector<double> gamma = to_doubles(bn_weight), beta = to_doubles(bn_bias), a = to_doubles(alpha);
+    std::vector<double> scale(3 * C), shift(3 * C);
+    for (int64_t i = 0; i < 3 * C; ++i) {
+      scale[i] = gamma[i] / std::sqrt(var[i] + eps);
+      shift[i] = beta[i] - mean[i] * scale[i];
+    }
+    forward_epilogue<scalar_t>(x.data_ptr<scalar_t>(), z, scale.data(), shift.data(), a.data(), N, C,
+                               out.data_ptr<scalar_t>());
+  });
+  auto opts = bn_weight.options();
+  Tensor mean_t = at::tensor(mean, opts.dtype(at::kDouble)).view({3, C}).to(bn_weight.scalar_type());
+  Tensor var_t = at::tensor(var, opts.dtype(at::kDouble)).view({3, C}).to(bn_weight.scalar_type());
+  return {out, mean_t, var_t};
+}
+
+MixedOpGrads mixed_op_backward_cpu(
+    const Tensor& grad_out, const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+    const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean_t,
+    const Tensor& var_t, bool training, double eps, bool stacked, bool need_input_grad,
+    bool need_weight_grad) {
+  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha);
+  const Tensor x = x_in.contiguous(), g = grad_out.contiguous();
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
+  const std::vector<Tensor> zs = mixed_convs(x, w3, w5, w7, stacked);  // the recompute
+  std::vector<Tensor> gzs = empty_like_convs(zs, stacked);
+  const std::vector<double> mean = to_doubles(mean_t), var = to_doubles(var_t);
+  const std::vector<double> gamma = to_doubles(bn_weight), beta = to_doubles(bn_bias), a = to_doubles(alpha);
+  std::vector<double> invstd(3 * C), scale(3 * C), shift(3 * C);
+  for (int64_t i = 0; i < 3 * C; ++i) {
+    invstd[i] = 1.0 / std::sqrt(var[i] + eps);
+    scale[i] = gamma[i] * invstd[i];
+    shift[i] = beta[i] - mean[i] * scale[i];
+  }
+  std::vector<double> sum_gy(3 * C), sum_gyx(3 * C), sum_gr(3 * C), sum_gx(C);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mixed_op_backward_cpu", [&] {
+    Branches<scalar_t> z(zs, C, HW), gz(gzs, C, HW);
+    backward_reduce<scalar_t>(g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), z, mean.data(), invstd.data(),
+                              scale.data(), shift.data(), a.data(), N, C, sum_gy.data(), sum_gyx.data(),
+                              sum_gr.data(), sum_gx.data());
+    backward_grad_z<scalar_t>(g.data_ptr<scalar_t>(), z, gz, mean.data(), invstd.data(), scale.data(),
+                              shift.data(), a.data(), sum_gy.data(), sum_gyx.data(), training, N, C);
+  });
+  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x, gzs, w3, w5, w7, stacked, need_input_grad,
+                                                  need_weight_grad);
+  if (need_input_grad) gx.add_(g, a[0]);
+  std::vector<double> galpha(4, 0.0);
+  for (int64_t c = 0; c < C; ++c) {
+    galpha[0] += sum_gx[c];
+    for (int k = 0; k < 3; ++k) galpha[k + 1] += sum_gr[k * C + c];
+  }
+  auto dopts = at::TensorOptions().dtype(at::kDouble);
+  const auto dtype = bn_weight.scalar_type();
+  Tensor g_gamma = at::tensor(sum_gyx, dopts).view({3, C}).to(dtype);
+  Tensor g_beta = at::tensor(sum_gy, dopts).view({3, C}).to(dtype);
+  Tensor g_alpha = at::tensor(galpha, dopts).view(alpha.sizes()).to(alpha.scalar_type());
+  return {gx, gw3, gw5, gw7, g_gamma, g_beta, g_alpha};
+}
+
+}  // namespace frsengine

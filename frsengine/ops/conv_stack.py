@@ -1,0 +1,61 @@
+"""The convolution part of the fused mixed op, shared by the Python-hosted implementations.
+
+The 3x3/5x5/7x7 candidates (stride 1, padding 1/2/3) read the same 7x7 window: the smaller
+kernels are its centre. ``stacked`` runs them as one convolution with a zero-padded (3C, C, 7, 7)
+weight (one pass over the input, more taps); otherwise three convolutions. Which is faster depends
+on the width: at small C the single call wins (fewer passes, better blocking), at C >= 48 the 83
+real taps against 147 dominate (see benchmarks/test_bench_ops.py). csrc/mixed_op.cpp has the C++
+twin of these helpers.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+KERNEL_SIZES = (3, 5, 7)
+STACKED_MAX_CHANNELS = 32
+
+
+def use_stacked_conv(channels: int) -> bool:
+    """Heuristic choice, overridable with FRSENGINE_MIXED_CONV=stacked|separate."""
+    mode = os.environ.get("FRSENGINE_MIXED_CONV", "").strip().lower()
+    if mode in ("stacked", "separate"):
+        return mode == "stacked"
+    if mode:
+        raise ValueError(f"FRSENGINE_MIXED_CONV={mode!r} must be 'stacked' or 'separate'")
+    return channels <= STACKED_MAX_CHANNELS
+
+
+def stacked_weight(w3: torch.Tensor, w5: torch.Tensor, w7: torch.Tensor) -> torch.Tensor:
+    return torch.cat([F.pad(w3, (2, 2, 2, 2)), F.pad(w5, (1, 1, 1, 1)), w7], dim=0)
+
+
+def mixed_convs(x, w3, w5, w7, stacked: bool) -> list[torch.Tensor]:
+    """The three conv outputs z_3, z_5, z_7 (views of one (N, 3C, H, W) tensor when stacked)."""
+    if stacked:
+        return list(F.conv2d(x, stacked_weight(w3, w5, w7), padding=3).contiguous().chunk(3, dim=1))
+    return [F.conv2d(x, w, padding=k // 2).contiguous() for w, k in zip((w3, w5, w7), KERNEL_SIZES)]
+
+
+def mixed_convs_backward(x, grads_z, w3, w5, w7, stacked: bool, need_input: bool, need_weight: bool):
+    """(grad_x or None, [grad_w3, grad_w5, grad_w7] or None) from the grads of z_3, z_5, z_7."""
+    mask = [need_input, need_weight, False]
+    if stacked:
+        gz = torch.cat(grads_z, dim=1)
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            gz, x, stacked_weight(w3, w5, w7), None, [1, 1], [3, 3], [1, 1], False, [0, 0], 1, mask)
+        gws = None
+        if need_weight:
+            c = w3.shape[0]
+            gws = [gw[:c, :, 2:5, 2:5].contiguous(), gw[c:2 * c, :, 1:6, 1:6].contiguous(), gw[2 * c:].contiguous()]
+        return gx, gws
+    gx, gws = None, []
+    for g, w, k in zip(grads_z, (w3, w5, w7), KERNEL_SIZES):
+        gxk, gwk, _ = torch.ops.aten.convolution_backward(
+            g, x, w, None, [1, 1], [k // 2, k // 2], [1, 1], False, [0, 0], 1, mask)
+        if need_input:
+            gx = gxk if gx is None else gx + gxk
+        gws.append(gwk)
+    return gx, (gws if need_weight else None)
