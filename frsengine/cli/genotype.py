@@ -1,7 +1,6 @@
 """`frsengine genotype`: show, draw, measure and decode genotypes (searched architectures)."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from frsengine.errors import FrsError

@@ -3,11 +3,11 @@
 Defaults follow the paper; where the paper is silent, the authors' code (see DESIGN.md's reference
 facts). Presets:
 
-- ``default``: paper sizes (LU=6, LP=6, LF=8, B=3, Eq. 5 betas without 2/3, Gaussian std 1 arch
-  init, output I_LQ - Z as Eq. 6, activations between the dictionary / fusion convs, one
-  24->8 conv per prior).
+- ``default``: paper sizes (LU=6, LP=6, LF=8, B=3, fusion grid sized like the prior modules,
+  Eq. 5 betas without 2/3, Gaussian std 1 arch init, output I_LQ - Z as Eq. 6, activations between
+  the dictionary / fusion convs, one 24->8 conv per prior).
 - ``reference``: the authors' code (2/3 border betas, 1e-3 arch init, direct conv_last output,
-  LF=6, one shared 24->8 prior conv, no activations in the dictionary / fusion conv stacks).
+  LF=6 with filter 48, one shared 24->8 prior conv, no activations in the dictionary / fusion convs).
 - ``tiny``: same structure, few channels/layers, for tests and CPU runs (~0.1 GFLOPs).
 - ``small``: CPU-trainable size between the two.
 """
@@ -84,7 +84,10 @@ class MFPSNetConfig(FRSNetConfig):
     prior_feat_channels: int = 8       # each prior's output (24 ch) is reduced to this before fusion
     share_prior_conv: bool = False     # authors: one conv8 shared by all priors
     prior: SpaceConfig = field(default_factory=lambda: SpaceConfig("prior", 8, 8, layers=6))
-    fusion: SpaceConfig = field(default_factory=lambda: SpaceConfig("fusion", 48, 48, layers=8))
+    # Paper: the fusion module follows "the exact configurations of the prior search module" (filter
+    # multiplier 8) except LF = 8. The authors' retrain code uses filter 48 (= its input width), which
+    # makes the fusion supernet ~0.84 G parameters; that is the `reference` preset.
+    fusion: SpaceConfig = field(default_factory=lambda: SpaceConfig("fusion", 48, 8, layers=8))
     fusion_hidden: int = 48            # fusion output -> fusion_hidden -> upsample.out_channels
     dict_activation: bool = True       # LeakyReLU between the dictionary convs (authors: none)
     fusion_activation: bool = True     # LeakyReLU between the two fusion convs (authors: none)

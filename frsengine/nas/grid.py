@@ -184,6 +184,11 @@ class GridSearchSpace(nn.Module):
         return [self.alphas, self.betas]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes, sizes = self.last_nodes(x)
+        return self.head(nodes, sizes)
+
+    def last_nodes(self, x: torch.Tensor) -> tuple[dict[int, torch.Tensor], list[tuple[int, int]]]:
+        """Last-layer node outputs by level, and the spatial size of every level."""
         cfg = self.cfg
         sizes = level_sizes(x.shape[-2:], cfg.levels, cfg.orientation)
         alphas, betas = self.normalized_alphas(), self.normalized_betas()
@@ -200,7 +205,7 @@ class GridSearchSpace(nn.Module):
                 weights = [betas[layer, sources[b], k - sources[b] + 1] for b in cell.branches]
                 cur[k] = aggregate_branches(outs, weights)
             prev_prev, prev = prev, cur
-        return self.head(prev, sizes)
+        return prev, sizes
 
 
 class GridPathNet(nn.Module):

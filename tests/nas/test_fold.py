@@ -2,7 +2,6 @@ import torch
 
 from frsengine.models import build_derived, build_supernet, fold_bn
 from frsengine.nas.decode import decode
-from frsengine.nas.genotype import Genotype, SpaceGenotype
 from frsengine.nas.grid import GridPathNet
 from frsengine.nas.ops import ConvBR
 from frsengine.nas.space import SpaceConfig

@@ -118,3 +118,19 @@ def test_path_ending_below_the_finest_level_reaches_it():
                                       (1, 0, "conv_3x3"), (1, 2, "conv_3x3")])
     assert sorted(net.head.reduce) == ["0", "1", "2"]
     assert net(torch.randn(1, 6, 4, 4)).shape == (1, cfg.out_channels, 32, 32)
+
+
+def test_large_op_set_space_runs_and_reaches_every_alpha():
+    cfg = tiny("prior", op_set="large")
+    space = GridSearchSpace(cfg)
+    space(torch.randn(2, 3, 12, 12)).mean().backward()
+    assert space.alphas.shape == (num_edges(2), 8)
+    assert torch.all(space.alphas.grad != 0)
+
+
+def test_default_upsample_space_sizes_match_the_authors():
+    with torch.device("meta"):
+        space = GridSearchSpace(SpaceConfig("upsample", 64, 64))
+    assert space.cfg.level_channels() == [192, 96, 48, 24]
+    assert sum(p.numel() for p in space.arch_parameters()) == 108   # 9 edges x 4 ops + 6x4x3 betas
+    assert len(space.cells) == 2 + 3 + 4 * 4
