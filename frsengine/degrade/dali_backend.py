@@ -32,8 +32,8 @@ import nvidia.dali.types as types
 import torch
 from nvidia.dali import Pipeline
 
-from frsengine.degrade.opencv_backend import _SINGLE_NOISE_STREAM, to_uint8_hwc
-from frsengine.degrade.params import SampleParams, gaussian_kernel1d, motion_kernel
+from frsengine.degrade.opencv_backend import to_uint8_hwc
+from frsengine.degrade.params import SINGLE_NOISE_STREAM, SampleParams, gaussian_kernel1d, motion_kernel, numpy_noise
 from frsengine.degrade.presets import Preset
 from frsengine.errors import FrsError
 
@@ -41,17 +41,9 @@ _IDENTITY_KERNEL = np.ones((1, 1), dtype=np.float32)
 
 
 def make_noise(p: SampleParams, side: int, per_channel: bool, stream: int = 0) -> np.ndarray:
-    """(side, side, 3) noise in 0-255 units, drawn exactly as the OpenCV baseline draws it.
-
-    Kept in float64 so that DALI's `img + n` rounds exactly as the baseline's does."""
-    rng = np.random.default_rng((p.noise_seed ^ stream) & (2**63 - 1))
-    shape = (side, side, 3 if per_channel else 1)
-    if p.noise_kind == "gaussian":
-        n = rng.normal(0.0, p.noise_level, shape)
-    elif p.noise_kind == "laplace":
-        n = rng.laplace(0.0, p.noise_level, shape)
-    else:  # poisson magnitude with a random sign (imgaug's AdditivePoissonNoise)
-        n = rng.poisson(p.noise_level, shape) * rng.choice((-1.0, 1.0), shape)
+    """(side, side, 3) float64 noise drawn exactly as the OpenCV baseline draws it (float64 so
+    that DALI's `img + n` rounds as the baseline's does)."""
+    n = numpy_noise(p, (side, side), per_channel, stream)
     return np.ascontiguousarray(np.broadcast_to(n, (side, side, 3)), dtype=np.float64)
 
 
@@ -175,7 +167,7 @@ class DaliBackend:
         pipe.feed_input("noise", [make_noise(p, p.lr_size(h) if noise_on_lr else h, per_channel)
                                   for p in params])
         if singles:
-            pipe.feed_input("noise_single", [make_noise(p, h, per_channel, _SINGLE_NOISE_STREAM)
+            pipe.feed_input("noise_single", [make_noise(p, h, per_channel, SINGLE_NOISE_STREAM)
                                              for p in params])
         outs = [self._to_torch(o) for o in pipe.run()]
         full = outs[0].permute(0, 3, 1, 2).float().div_(255.0)  # (B,H,W,3) -> (B,3,H,W)

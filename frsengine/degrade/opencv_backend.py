@@ -11,10 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from frsengine.degrade.params import SampleParams, blur_kernel2d, gaussian_kernel1d
+from frsengine.degrade.params import (SINGLE_NOISE_STREAM, SampleParams, blur_kernel2d, gaussian_kernel1d,
+                                      numpy_noise)
 from frsengine.degrade.presets import Preset
-
-_SINGLE_NOISE_STREAM = 0x5EED
 
 
 def blur_image(img: np.ndarray, p: SampleParams, truncate: float) -> np.ndarray:
@@ -33,14 +32,7 @@ def resize_image(img: np.ndarray, size: int, antialias: bool) -> np.ndarray:
 
 
 def noise_image(img: np.ndarray, p: SampleParams, per_channel: bool, stream: int = 0) -> np.ndarray:
-    rng = np.random.default_rng((p.noise_seed ^ stream) & (2**63 - 1))
-    shape = img.shape if per_channel else img.shape[:2] + (1,)
-    if p.noise_kind == "gaussian":
-        n = rng.normal(0.0, p.noise_level, shape)
-    elif p.noise_kind == "laplace":
-        n = rng.laplace(0.0, p.noise_level, shape)
-    else:
-        n = rng.poisson(p.noise_level, shape) * rng.choice((-1.0, 1.0), shape)
+    n = numpy_noise(p, img.shape[:2], per_channel, stream)
     return np.clip(np.rint(img + n), 0, 255).astype(np.uint8)
 
 
@@ -73,7 +65,7 @@ def degrade_image(img: np.ndarray, p: SampleParams, preset: Preset,
     down_up = resize_image(resize_image(img, p.lr_size(n), preset.down.antialias), n, False)
     return full, [
         blurred if blurred is not None else blur_image(img, p, preset.blur.truncate),
-        noise_image(img, p, preset.noise.per_channel, stream=_SINGLE_NOISE_STREAM),
+        noise_image(img, p, preset.noise.per_channel, stream=SINGLE_NOISE_STREAM),
         jpeg_image(img, p.jpeg_quality),
         down_up,
     ]

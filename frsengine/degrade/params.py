@@ -14,6 +14,9 @@ import numpy as np
 
 from frsengine.degrade.presets import Preset, Range
 
+# Generator stream of the noise-only single: its noise differs from the full degradation's.
+SINGLE_NOISE_STREAM = 0x5EED
+
 
 @dataclass(frozen=True)
 class SampleParams:
@@ -115,3 +118,16 @@ def blur_kernel2d(p: SampleParams, truncate: float) -> np.ndarray:
         g = gaussian_kernel1d(p.blur_sigma, truncate)
         return np.outer(g, g)
     return motion_kernel(p.motion_size, p.motion_angle)
+
+
+def numpy_noise(p: SampleParams, shape: tuple[int, int], per_channel: bool, stream: int = 0) -> np.ndarray:
+    """(H, W, 3 or 1) float64 noise in 0-255 units from numpy's PCG64 seeded with the
+    sample's `noise_seed` (the per-image backends' draws; the torch backend has its own)."""
+    rng = np.random.default_rng((p.noise_seed ^ stream) & (2**63 - 1))
+    shape = tuple(shape) + ((3,) if per_channel else (1,))
+    if p.noise_kind == "gaussian":
+        return rng.normal(0.0, p.noise_level, shape)
+    if p.noise_kind == "laplace":
+        return rng.laplace(0.0, p.noise_level, shape)
+    # Poisson magnitude with a random sign (imgaug's AdditivePoissonNoise)
+    return rng.poisson(p.noise_level, shape) * rng.choice((-1.0, 1.0), shape)

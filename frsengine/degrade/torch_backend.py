@@ -20,11 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from frsengine.degrade.jpeg import jpeg_roundtrip_255
-from frsengine.degrade.params import SampleParams, blur_kernel2d, gaussian_kernel1d
+from frsengine.degrade.params import SINGLE_NOISE_STREAM, SampleParams, blur_kernel2d, gaussian_kernel1d
 from frsengine.degrade.presets import Preset
 
-# Generator streams: the full degradation's noise and the noise-only single differ.
-_SINGLE_NOISE_STREAM = 0x5EED
 
 
 def _quantize(x: torch.Tensor) -> torch.Tensor:
@@ -252,6 +250,6 @@ class TorchBackend:
             return full.div_(255.0), None
         if blurred is None:
             blurred = self._step("blur", x, params, preset, None)
-        noisy = self._step("noise", x, params, preset, None, stream=_SINGLE_NOISE_STREAM)
+        noisy = self._step("noise", x, params, preset, None, stream=SINGLE_NOISE_STREAM)
         jpeg = self._step("jpeg", x, params, preset, None)
         return full.div_(255.0), torch.stack([blurred, noisy, jpeg, down_up], 1).div_(255.0)
