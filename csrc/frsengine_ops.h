@@ -1,4 +1,4 @@
-// Native implementations of the fused search ops (see frsengine/ops/*.py for the op contracts and
+// Native implementations of the fused search ops (see frsengine/ops/ (fused_mixed.py, beta_aggregation.py) for the op contracts and
 // the plain PyTorch references they are tested against).
 #pragma once
 

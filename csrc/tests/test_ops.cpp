@@ -1,0 +1,178 @@
+// C++ unit tests of the CPU kernels (run by ctest; tests/ops/test_cmake.py runs them under pytest).
+// Oracles: ATen's own conv2d / batch_norm / relu / upsample_bilinear2d for the forwards; central
+// finite differences in double precision for the backwards (no autograd needed in C++).
+#include "frsengine_ops.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+
+using at::Tensor;
+using namespace frsengine;
+
+namespace {
+
+int failures = 0;
+
+void expect_close(const Tensor& got, const Tensor& want, double tol, const std::string& what) {
+  const double err = (got - want).abs().max().item<double>();
+  const double scale = std::max(1.0, want.abs().max().item<double>());
+  if (!(err <= tol * scale)) {
+    std::printf("FAIL %s: max abs error %.3g > %.3g\n", what.c_str(), err, tol * scale);
+    ++failures;
+  }
+}
+
+struct MixedArgs {
+  Tensor x, w3, w5, w7, gamma, beta, alpha, rm, rv;
+  explicit MixedArgs(at::ScalarType dt, int64_t N = 2, int64_t C = 5, int64_t H = 9, int64_t W = 7) {
+    auto o = at::TensorOptions().dtype(dt);
+    x = at::randn({N, C, H, W}, o);
+    w3 = at::randn({C, C, 3, 3}, o) * 0.2;
+    w5 = at::randn({C, C, 5, 5}, o) * 0.1;
+    w7 = at::randn({C, C, 7, 7}, o) * 0.05;
+    gamma = at::rand({3, C}, o) + 0.5;
+    beta = at::randn({3, C}, o) * 0.1;
+    alpha = at::softmax(at::randn({4}, o), 0);
+    rm = at::randn({3, C}, o) * 0.1;
+    rv = at::rand({3, C}, o) + 0.5;
+  }
+};
+
+Tensor aten_mixed(const MixedArgs& a, bool training) {
+  const Tensor* ws[3] = {&a.w3, &a.w5, &a.w7};
+  Tensor out = a.alpha[0] * a.x;
+  for (int k = 0; k < 3; ++k) {
+    Tensor z = at::conv2d(a.x, *ws[k], {}, 1, k + 1);
+    Tensor rm = a.rm[k].clone(), rv = a.rv[k].clone();
+    Tensor y = at::batch_norm(z, a.gamma[k], a.beta[k], training ? Tensor() : rm, training ? Tensor() : rv,
+                              training, 0.1, 1e-5, false);
+    out = out + a.alpha[k + 1] * at::relu(y);
+  }
+  return out;
+}
+
+void test_mixed_op_forward() {
+  for (bool training : {true, false})
+    for (bool stacked : {true, false}) {
+      MixedArgs a(at::kFloat);
+      auto [out, mean, var] = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm, a.rv,
+                                                   training, 1e-5, stacked);
+      const std::string tag = std::string(training ? "train" : "eval") + (stacked ? "/stacked" : "/separate");
+      expect_close(out, aten_mixed(a, training), 1e-5, "forward " + tag);
+      if (training) {
+        Tensor z = at::conv2d(a.x, a.w5, {}, 1, 2);
+        expect_close(mean[1], z.mean({0, 2, 3}), 1e-5, "batch mean " + tag);
+        expect_close(var[1], z.var({0, 2, 3}, /*unbiased=*/false), 1e-5, "batch var " + tag);
+      }
+    }
+}
+
+// <grad_out, d out / d t . v> against the directional finite difference, for every input t.
+void test_mixed_op_backward() {
+  for (bool training : {true, false})
+    for (bool stacked : {true, false}) {
+      MixedArgs a(at::kDouble);
+      Tensor g = at::randn_like(a.x);
+      auto fwd = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm, a.rv, training,
+                                      1e-5, stacked);
+      auto grads = mixed_op_backward_cpu(g, a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, std::get<1>(fwd),
+                                         std::get<2>(fwd), training, 1e-5, stacked, true, true);
+      Tensor analytic[7] = {std::get<0>(grads), std::get<1>(grads), std::get<2>(grads), std::get<3>(grads),
+                            std::get<4>(grads), std::get<5>(grads), std::get<6>(grads)};
+      Tensor MixedArgs::*fields[7] = {&MixedArgs::x, &MixedArgs::w3, &MixedArgs::w5, &MixedArgs::w7,
+                                      &MixedArgs::gamma, &MixedArgs::beta, &MixedArgs::alpha};
+      const char* names[7] = {"x", "w3", "w5", "w7", "gamma", "beta", "alpha"};
+      for (int i = 0; i < 7; ++i) {
+        Tensor v = at::randn_like(a.*fields[i]);
+        const double eps = 1e-6;
+        auto f = [&](double s) {
+          MixedArgs b = a;
+          b.*fields[i] = a.*fields[i] + s * v;
+          return (aten_mixed(b, training) * g).sum().item<double>();
+        };
+        const double numeric = (f(eps) - f(-eps)) / (2 * eps);
+        const double got = (analytic[i] * v).sum().item<double>();
+        if (std::abs(numeric - got) > 1e-5 * std::max(1.0, std::abs(numeric))) {
+          std::printf("FAIL backward %s (%s%s): analytic %.10g numeric %.10g\n", names[i],
+                      training ? "train" : "eval", stacked ? "/stacked" : "/separate", got, numeric);
+          ++failures;
+        }
+      }
+    }
+}
+
+Tensor aten_aggregate(const std::vector<Tensor>& xs, const Tensor& beta, int64_t h, int64_t w) {
+  Tensor out;
+  for (size_t k = 0; k < xs.size(); ++k) {
+    Tensor r = (xs[k].size(2) == h && xs[k].size(3) == w)
+                   ? xs[k]
+                   : at::upsample_bilinear2d(xs[k], {h, w}, /*align_corners=*/true);
+    out = k == 0 ? beta[k] * r : out + beta[k] * r;
+  }
+  return out;
+}
+
+std::vector<Tensor> three_scales(at::ScalarType dt) {
+  auto o = at::TensorOptions().dtype(dt);
+  return {at::randn({2, 3, 6, 5}, o), at::randn({2, 3, 12, 10}, o), at::randn({2, 3, 23, 19}, o)};
+}
+
+void test_beta_aggregate_forward() {
+  auto xs = three_scales(at::kFloat);
+  Tensor beta = at::rand({3});
+  for (auto [h, w] : {std::pair<int64_t, int64_t>{12, 10}, {1, 1}, {30, 7}})
+    expect_close(beta_aggregate_forward_cpu(xs, beta, h, w), aten_aggregate(xs, beta, h, w), 1e-5,
+                 "aggregate forward " + std::to_string(h) + "x" + std::to_string(w));
+}
+
+void test_beta_aggregate_backward() {
+  auto xs = three_scales(at::kDouble);
+  Tensor beta = at::rand({3}, at::kDouble);
+  Tensor g = at::randn({2, 3, 12, 10}, at::kDouble);
+  auto grads = beta_aggregate_backward_cpu(g, xs, beta, true);
+  for (size_t k = 0; k < 3; ++k) {
+    Tensor want = (xs[k].size(2) == 12) ? beta[k] * g
+                                        : at::upsample_bilinear2d_backward(beta[k] * g, {12, 10}, xs[k].sizes(), true);
+    expect_close(grads[k], want, 1e-10, "aggregate grad x" + std::to_string(k));
+  }
+  Tensor want_beta = at::stack({(g * at::upsample_bilinear2d(xs[0], {12, 10}, true)).sum(), (g * xs[1]).sum(),
+                                (g * at::upsample_bilinear2d(xs[2], {12, 10}, true)).sum()});
+  expect_close(grads[3], want_beta, 1e-10, "aggregate grad beta");
+  auto only_beta = beta_aggregate_backward_cpu(g, xs, beta, false);
+  if (only_beta.size() != 1) {
+    std::printf("FAIL need_input_grad=false returned %zu tensors\n", only_beta.size());
+    ++failures;
+  }
+}
+
+void test_dispatcher() {
+  auto op = c10::Dispatcher::singleton()
+                .findSchemaOrThrow("frsengine_native::beta_aggregate_forward", "")
+                .typed<Tensor(at::TensorList, const Tensor&, int64_t, int64_t)>();
+  auto xs = three_scales(at::kFloat);
+  Tensor beta = at::rand({3});
+  expect_close(op.call(xs, beta, 8, 8), aten_aggregate(xs, beta, 8, 8), 1e-5, "dispatcher call");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  at::manual_seed(0);
+  const std::map<std::string, std::function<void()>> cases = {
+      {"mixed_op_forward", test_mixed_op_forward},     {"mixed_op_backward", test_mixed_op_backward},
+      {"beta_aggregate_forward", test_beta_aggregate_forward},
+      {"beta_aggregate_backward", test_beta_aggregate_backward}, {"dispatcher", test_dispatcher}};
+  for (const auto& [name, fn] : cases) {
+    if (argc > 1 && name != argv[1]) continue;
+    fn();
+    std::printf("%s: %s\n", name.c_str(), failures ? "FAILED" : "ok");
+  }
+  return failures ? 1 : 0;
+}

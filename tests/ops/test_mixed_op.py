@@ -1,0 +1,161 @@
+"""Fused mixed op vs the plain MixedOp oracle, per implementation.
+
+Tolerances (float32, max-norm relative to the oracle's largest entry): forward 1e-5, every
+gradient 1e-4 (the BN input gradient subtracts two sums over N*H*W elements, accumulated in a
+different order), running statistics 1e-5. float64 gradcheck: torch defaults (atol 1e-5, rtol 1e-3).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from frsengine.ops import dispatch
+from frsengine.ops.fused_mixed import mixed_op, mixed_op_module_forward
+from opcases import assert_close, backend_or_skip, oracle_pair, random_mixed_op, sample_shapes
+
+BACKENDS = ["reference", "cpp", "triton"]
+SHAPES = sample_shapes(5, seed=4)          # the CPU implementations
+SMALL_SHAPES = sample_shapes(3, seed=5, channels=(4, 8), sizes=(8, 12), batch=(1, 2))  # Triton interpreter
+FWD_RTOL, GRAD_RTOL, STATS_RTOL = 1e-5, 1e-4, 1e-5
+
+
+def _shapes(backend):
+    return SMALL_SHAPES if backend == "triton" else SHAPES
+
+
+def _compare_with_oracle(shape, training, conv_mode, monkeypatch):
+    n, c, h, w = shape
+    monkeypatch.setenv("FRSENGINE_MIXED_CONV", conv_mode)
+    oracle, fused = oracle_pair(c, training)
+    x = torch.randn(n, c, h, w, requires_grad=True)
+    a = torch.softmax(torch.randn(4), 0).requires_grad_()
+    want = oracle(x, a)
+    got = mixed_op_module_forward(fused, x, a)
+    assert_close(got, want, FWD_RTOL, f"forward {shape}")
+    g = torch.randn_like(want)
+    wants = torch.autograd.grad(want, [x, a, *oracle.parameters()], g)
+    gots = torch.autograd.grad(got, [x, a, *fused.parameters()], g)
+    names = ["x", "alpha"] + [name for name, _ in oracle.named_parameters()]
+    for name, gw, gg in zip(names, wants, gots):
+        assert_close(gg, gw, GRAD_RTOL, f"grad {name} {shape}")
+    for (name, bw), bg in zip(oracle.named_buffers(), fused.buffers()):
+        if bw.dtype == torch.long:
+            assert torch.equal(bg, bw), f"{name}: {bg} != {bw}"
+        else:
+            assert_close(bg, bw, STATS_RTOL, f"{name} {shape}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_matches_oracle(backend, training, use_backend, monkeypatch):
+    use_backend(backend)
+    for i, shape in enumerate(_shapes(backend)):
+        # Alternate the convolution strategy so both are covered at every width.
+        _compare_with_oracle(shape, training, "stacked" if i % 2 == 0 else "separate", monkeypatch)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_momentum_none_cumulative_average(backend, use_backend):
+    use_backend(backend)
+    oracle, fused = oracle_pair(6, True)
+    for m in (oracle, fused):
+        for op in m.ops[1:]:
+            op.bn.momentum = None
+    for _ in range(2):
+        x = torch.randn(2, 6, 9, 10)
+        a = torch.softmax(torch.randn(4), 0)
+        oracle(x, a)
+        mixed_op_module_forward(fused, x, a)
+    for (name, bw), bg in zip(oracle.named_buffers(), fused.buffers()):
+        assert_close(bg.double(), bw.double(), STATS_RTOL, name)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_backward_does_not_touch_running_stats(backend, use_backend):
+    use_backend(backend)
+    m = random_mixed_op(5, True)
+    x = torch.randn(2, 5, 8, 8, requires_grad=True)
+    out = mixed_op_module_forward(m, x, torch.softmax(torch.randn(4), 0))
+    after_forward = [b.clone() for b in m.buffers()]
+    out.square().sum().backward()
+    assert all(torch.equal(b, s) for b, s in zip(m.buffers(), after_forward))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_saves_only_input_parameters_and_statistics(backend, use_backend):
+    """The recompute backward keeps x, the weights and (3, C) stats: far below 9 activations."""
+    use_backend(backend)
+    n, c, h, w = 2, 8, 32, 32
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    m = random_mixed_op(c, True)
+    x = torch.randn(n, c, h, w, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mixed_op_module_forward(m, x, torch.softmax(torch.randn(4), 0).requires_grad_())
+    weights = sum(p.numel() for p in m.parameters())
+    assert sum(saved) <= x.numel() + 2 * weights + 64 * c, saved
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m(x, torch.softmax(torch.randn(4), 0).requires_grad_())
+    assert sum(saved) > 6 * x.numel()  # the plain path really keeps the activations
+
+
+def _op_args(dtype, training, n=2, c=3, h=5, w=6):
+    m = random_mixed_op(c, training, dtype)
+    convs = m.ops[1:]
+    stack = lambda attr: torch.stack([getattr(op.bn, attr) for op in convs]).detach()
+    return (torch.randn(n, c, h, w, dtype=dtype, requires_grad=True),
+            *(op.conv.weight.detach().clone().requires_grad_() for op in convs),
+            stack("weight").requires_grad_(), stack("bias").requires_grad_(),
+            torch.softmax(torch.randn(4, dtype=dtype), 0).requires_grad_(),
+            stack("running_mean"), stack("running_var"), training, 1e-5)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("conv_mode", ["stacked", "separate"])
+def test_gradcheck_float64(backend, training, conv_mode, use_backend, monkeypatch):
+    use_backend(backend)
+    monkeypatch.setenv("FRSENGINE_MIXED_CONV", conv_mode)
+    args = _op_args(torch.float64, training, n=2, c=2, h=5, w=4)
+    fn = lambda *t: mixed_op(*t, *args[7:])[0]
+    assert torch.autograd.gradcheck(fn, args[:7], eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_opcheck(backend, training, use_backend):
+    use_backend(backend)
+    args = _op_args(torch.float32, training)
+    torch.library.opcheck(torch.ops.frsengine.mixed_op.default, args)
+    out, mean, var = mixed_op(*args)
+    g = torch.randn_like(out)
+    detached = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+    torch.library.opcheck(torch.ops.frsengine.mixed_op_backward.default,
+                          (g, *detached[:7], mean, var, training, 1e-5, True, False),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_weight_grads_skipped_when_not_needed(backend, use_backend, monkeypatch):
+    """The architecture step asks only for alpha grads: the backward is told to skip kernel grads."""
+    use_backend(backend)
+    impl = dispatch._REGISTRY["mixed_op"][backend]
+    calls = []
+
+    def spy(*a):
+        calls.append(a[-2:])
+        return impl.backward(*a)
+
+    monkeypatch.setitem(dispatch._REGISTRY["mixed_op"], backend, dispatch.Implementation(impl.forward, spy))
+    args = [a.detach() if isinstance(a, torch.Tensor) else a for a in _op_args(torch.float32, True)]
+    args[0].requires_grad_()
+    args[6].requires_grad_()
+    out = mixed_op(*args)[0]
+    gx, ga = torch.autograd.grad(out.sum(), [args[0], args[6]])
+    assert calls == [(True, False)]
+    assert gx.shape == args[0].shape and ga.shape == (4,)
