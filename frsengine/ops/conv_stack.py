@@ -40,10 +40,13 @@ def mixed_convs(x, w3, w5, w7, stacked: bool) -> list[torch.Tensor]:
 
 
 def mixed_convs_backward(x, grads_z, w3, w5, w7, stacked: bool, need_input: bool, need_weight: bool):
-    """(grad_x or None, [grad_w3, grad_w5, grad_w7] or None) from the grads of z_3, z_5, z_7."""
+    """(grad_x or None, [grad_w3, grad_w5, grad_w7] or None) from the grads of z_3, z_5, z_7.
+
+    When stacked, ``grads_z`` may also be the single (N, 3C, H, W) gradient (no concatenation copy).
+    """
     mask = [need_input, need_weight, False]
     if stacked:
-        gz = torch.cat(grads_z, dim=1)
+        gz = grads_z[0] if len(grads_z) == 1 else torch.cat(grads_z, dim=1)
         gx, gw, _ = torch.ops.aten.convolution_backward(
             gz, x, stacked_weight(w3, w5, w7), None, [1, 1], [3, 3], [1, 1], False, [0, 0], 1, mask)
         gws = None

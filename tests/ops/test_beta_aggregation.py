@@ -67,7 +67,7 @@ def test_gradcheck_float64(backend, use_backend):
     assert torch.autograd.gradcheck(lambda *t: beta_aggregate(list(t[:3]), t[3], 5, 7), (*xs, beta))
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck(backend, use_backend):
     use_backend(backend)
     xs = [torch.randn(2, 3, *s, requires_grad=True) for s in ((4, 4), (8, 8), (16, 15))]

@@ -126,7 +126,7 @@ def test_gradcheck_float64(backend, training, conv_mode, use_backend, monkeypatc
     assert torch.autograd.gradcheck(fn, args[:7], eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
-@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_opcheck(backend, training, use_backend):
     use_backend(backend)
