@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from frsengine.models import build_derived, build_supernet, get_config
+from frsengine.models import PRESETS, build_derived, build_supernet, get_config
 from frsengine.models.frsnet import FRSNet
 from frsengine.nas.decode import decode
 from frsengine.nas.genotype import GenotypeError, genotype_from_dict
@@ -120,3 +120,22 @@ def test_genotype_that_does_not_fit_the_sizes_is_a_genotype_error():
     d["spaces"]["upsample"]["levels"] = 5
     with pytest.raises(GenotypeError, match="does not fit"):
         build_derived(genotype_from_dict(d), "tiny")
+
+
+def _expected_arch_entries(space_cfg):
+    edges = sum(2 + i for i in range(space_cfg.steps))
+    return edges * 4 + space_cfg.layers * space_cfg.levels * 3
+
+
+@pytest.mark.parametrize("network,preset", [(n, p) for n, ps in PRESETS.items() for p in ps])
+def test_every_preset_builds_with_a_complete_parameter_split(network, preset):
+    with torch.device("meta"):
+        model = build_supernet(network, preset)
+    cfg = model.cfg
+    spaces = [cfg.upsample] + ([cfg.prior] * len(cfg.priors) + [cfg.fusion] if network == "mfpsnet" else [])
+    assert sum(p.numel() for p in model.arch_parameters()) == sum(_expected_arch_entries(s) for s in spaces)
+    assert len(model.arch_parameters()) + len(model.weight_parameters()) == len(list(model.parameters()))
+    if preset == "default":
+        assert (cfg.upsample.layers, cfg.upsample.steps, cfg.upsample.block_multiplier) == (6, 3, 3)
+        if network == "mfpsnet":
+            assert cfg.prior.layers == 6 and cfg.fusion.layers == 8 and cfg.passes == 2
