@@ -8,8 +8,8 @@ facts). Presets:
   the dictionary / fusion convs, one 24->8 conv per prior).
 - ``reference``: the authors' code (2/3 border betas, 1e-3 arch init, direct conv_last output,
   LF=6 with filter 48, one shared 24->8 prior conv, no activations in the dictionary / fusion convs).
-- ``tiny``: same structure, few channels/layers, for tests and CPU runs (~0.1 GFLOPs).
-- ``small``: CPU-trainable size between the two.
+- ``tiny``: same structure, few channels/layers, for tests (FRSNet supernet ~0.9 GFLOPs at 128x128).
+- ``small``: CPU-sized (FRSNet supernet ~9.6 GFLOPs at 128x128), the search-step benchmark default.
 """
 from __future__ import annotations
 
