@@ -1,0 +1,148 @@
+"""Per-op micro-benchmarks of the fused search ops, fused vs the plain PyTorch path in the same run.
+
+    .venv/bin/python -m pytest benchmarks/test_bench_ops.py
+
+mixed op: one supernet edge (skip + ConvBR 3x3/5x5/7x7, softmax-alpha sum), forward + backward
+in training mode, batch 4. Baseline: ``frsengine.nas.ops.MixedOp`` under autograd. Fused: the
+``frsengine::mixed_op`` custom op with the C++ kernels, with the automatic conv strategy and with
+each strategy forced (the measurement behind conv_stack.STACKED_MAX_CHANNELS).
+beta aggregation: resample up to three inputs to the node size and take the beta-weighted sum,
+forward + backward. Baseline: F.interpolate(align_corners=True) + sum under autograd.
+
+Peak memory (``peak_mib``): peak resident-set growth of one forward + backward, measured in a fresh
+subprocess after inputs are built and one warm-up call ran (VmHWM reset through
+/proc/self/clear_refs, so the peak is that of the measured call alone). glibc's mmap threshold is
+pinned so freed tensors return to the OS and RSS follows live memory. It counts everything the call
+allocates (activations kept for backward, gradients, oneDNN scratch), not the inputs and parameters.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from frsengine.nas.ops import MixedOp, get_op_set
+from frsengine.ops import dispatch
+from frsengine.ops.beta_aggregation import aggregate
+from frsengine.ops.fused_mixed import mixed_op_module_forward
+
+BATCH = 4
+MIXED_SHAPES = [(8, 128), (16, 64), (32, 64), (64, 32)]   # (channels, size)
+# (channels, node size, input sizes): a border node with two arrows, inner nodes with three.
+AGG_SHAPES = [(24, 128, (64, 128)), (48, 64, (32, 64, 128)), (192, 16, (8, 16, 32))]
+CPP = dispatch.unavailable_reason("cpp", torch.device("cpu")) is None
+
+
+def _mixed_case(channels: int, size: int, variant: str):
+    """A zero-argument fwd+bwd closure for one mixed-op configuration."""
+    torch.manual_seed(0)
+    module = MixedOp(channels, get_op_set("default")).train()
+    x = torch.randn(BATCH, channels, size, size, requires_grad=True)
+    alpha = torch.randn(4, requires_grad=True)
+    params = [x, alpha, *module.parameters()]
+    if variant != "plain":
+        os.environ[dispatch.ENV_VAR] = "cpp"
+        conv = variant.removeprefix("fused-")
+        if conv in ("stacked", "separate"):
+            os.environ["FRSENGINE_MIXED_CONV"] = conv
+    forward = module if variant == "plain" else (lambda t, a: mixed_op_module_forward(module, t, a))
+
+    def run():
+        out = forward(x, F.softmax(alpha, 0))
+        torch.autograd.grad(out, params, torch.ones_like(out))
+    return run
+
+
+def _agg_case(channels: int, size: int, srcs, variant: str):
+    torch.manual_seed(0)
+    xs = [torch.randn(BATCH, channels, s, s, requires_grad=True) for s in srcs]
+    beta = torch.rand(len(xs), requires_grad=True)
+    if variant != "plain":
+        os.environ[dispatch.ENV_VAR] = "cpp"
+
+    def forward():
+        if variant != "plain":
+            return aggregate(xs, beta, (size, size))
+        out = None
+        for x, b in zip(xs, beta):
+            r = x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=True)
+            out = b * r if out is None else out + b * r
+        return out
+
+    def run():
+        out = forward()
+        torch.autograd.grad(out, [*xs, beta], torch.ones_like(out))
+    return run
+
+
+def _build(case: dict):
+    if case["op"] == "mixed":
+        return _mixed_case(case["channels"], case["size"], case["variant"])
+    return _agg_case(case["channels"], case["size"], case["srcs"], case["variant"])
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _peak_child(case: dict) -> float:
+    """Runs in the subprocess: MiB of peak RSS growth during one call."""
+    run = _build(case)
+    run()  # warm-up: lazy initialisation, oneDNN primitive caches
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    before = _rss_kib("VmRSS")
+    run()
+    return (_rss_kib("VmHWM") - before) / 1024
+
+
+def peak_mib(case: dict) -> float | None:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    proc = subprocess.run([sys.executable, __file__, json.dumps(case)], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        return None
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+MIXED_VARIANTS = ["plain"] + (["fused", "fused-stacked", "fused-separate"] if CPP else [])
+AGG_VARIANTS = ["plain"] + (["fused"] if CPP else [])
+
+
+@pytest.fixture(autouse=True)
+def _restore_env(monkeypatch):
+    # The cases set FRSENGINE_KERNELS / FRSENGINE_MIXED_CONV through os.environ (so the peak
+    # subprocess inherits nothing stale): monkeypatch restores both afterwards.
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
+    monkeypatch.delenv("FRSENGINE_MIXED_CONV", raising=False)
+
+
+@pytest.mark.parametrize("variant", MIXED_VARIANTS)
+@pytest.mark.parametrize("channels,size", MIXED_SHAPES, ids=[f"C{c}-{s}px" for c, s in MIXED_SHAPES])
+def test_mixed_op_fwd_bwd(benchmark, report, channels, size, variant):
+    case = {"op": "mixed", "channels": channels, "size": size, "variant": variant}
+    run = _build(case)
+    run()
+    benchmark.group = f"mixed op fwd+bwd: C={channels}, {size}x{size}, batch {BATCH}"
+    report(benchmark, items=BATCH, baseline=(variant == "plain"), peak_mib=peak_mib(case))
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("variant", AGG_VARIANTS)
+@pytest.mark.parametrize("channels,size,srcs", AGG_SHAPES, ids=[f"C{c}-{s}px-{len(r)}in" for c, s, r in AGG_SHAPES])
+def test_beta_aggregation_fwd_bwd(benchmark, report, channels, size, srcs, variant):
+    case = {"op": "agg", "channels": channels, "size": size, "srcs": list(srcs), "variant": variant}
+    run = _build(case)
+    run()
+    benchmark.group = f"beta aggregation fwd+bwd: C={channels}, {size}x{size} from {srcs}, batch {BATCH}"
+    report(benchmark, items=BATCH, baseline=(variant == "plain"), peak_mib=peak_mib(case))
+    benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
+
+
+if __name__ == "__main__":  # the peak-memory subprocess
+    print(_peak_child(json.loads(sys.argv[1])))
