@@ -159,8 +159,8 @@ def _mfpsnet_small() -> MFPSNetConfig:
     up = SpaceConfig("upsample", 32, 32, layers=4)
     return MFPSNetConfig(
         num_feat=32, num_grow_ch=16, num_rdb=2, upsample=up, prior_in_channels=4, prior_feat_channels=4,
-        fusion_hidden=16, prior=SpaceConfig("prior", 4, 4, layers=4),
-        fusion=SpaceConfig("fusion", up.out_channels + 3 * 4, 8, layers=4))
+        fusion_hidden=16, prior=SpaceConfig("prior", 4, 2, layers=4, steps=2, block_multiplier=2),
+        fusion=SpaceConfig("fusion", up.out_channels + 3 * 4, 4, layers=4, steps=2, block_multiplier=2))
 
 
 PRESETS: dict[str, dict[str, Callable[[], FRSNetConfig]]] = {
