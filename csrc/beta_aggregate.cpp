@@ -84,7 +84,7 @@ Tensor beta_aggregate_forward_cpu(at::TensorList inputs_in, const Tensor& beta, 
       xp[k] = xs[k].data_ptr<scalar_t>();
     }
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, N * C, grain_for(K * out_h * out_w), [&](int64_t begin, int64_t end) {
       for (int64_t nc = begin; nc < end; ++nc) {
         const scalar_t* planes[kMaxInputs];
         for (int64_t k = 0; k < K; ++k) planes[k] = xp[k] + nc * src[k].h * src[k].w;
@@ -121,7 +121,7 @@ std::vector<Tensor> beta_aggregate_backward_cpu(const Tensor& grad_out, at::Tens
     scalar_t bk[kMaxInputs];
     for (int64_t k = 0; k < K; ++k) bk[k] = b.data_ptr<double>()[k];
     const scalar_t* gp = g.data_ptr<scalar_t>();
-    at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, N * C, grain_for(K * out_h * out_w), [&](int64_t begin, int64_t end) {
       for (int64_t nc = begin; nc < end; ++nc) {
         const scalar_t* go = gp + nc * out_h * out_w;
         for (int64_t k = 0; k < K; ++k) {

@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -44,6 +45,13 @@ std::vector<Tensor> beta_aggregate_backward_cpu(const Tensor& grad_out, at::Tens
 void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
                          const Tensor& bn_weight, const Tensor& alpha);
 void check_beta_aggregate_args(at::TensorList inputs, const Tensor& beta);
+
+// Grain of the CPU loops: a task gets at least this many elements, so small tensors run on the
+// calling thread (an OpenMP fork/join costs more than they do, and far more when cores are shared).
+constexpr int64_t kGrainElements = 32768;
+inline int64_t grain_for(int64_t elements_per_item) {
+  return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, elements_per_item));
+}
 
 // Bilinear, align_corners=True source coordinate of output index `dst` (PyTorch's convention).
 inline double align_corners_scale(int64_t in, int64_t out) {

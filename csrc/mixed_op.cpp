@@ -47,7 +47,7 @@ template <typename scalar_t>
 void batch_stats(const Branches<scalar_t>& z, int64_t N, int64_t C, double* mean, double* var) {
   const int64_t HW = z.hw;
   const double count = static_cast<double>(N * HW);
-  at::parallel_for(0, 3 * C, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, 3 * C, grain_for(2 * N * HW), [&](int64_t begin, int64_t end) {
     for (int64_t kc = begin; kc < end; ++kc) {
       const int k = static_cast<int>(kc / C);
       const int64_t c = kc % C;
@@ -78,7 +78,7 @@ template <typename scalar_t>
 void forward_epilogue(const scalar_t* x, const Branches<scalar_t>& z, const double* scale,
                       const double* shift, const double* a, int64_t N, int64_t C, scalar_t* out) {
   const int64_t HW = z.hw;
-  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N * C, grain_for(4 * HW), [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t n = nc / C, c = nc % C;
       const scalar_t *z0 = z.plane(0, n, c), *z1 = z.plane(1, n, c), *z2 = z.plane(2, n, c);
@@ -105,7 +105,7 @@ void backward_reduce(const scalar_t* g, const scalar_t* x, const Branches<scalar
                      const double* a, int64_t N, int64_t C, double* sum_gy, double* sum_gy_xhat,
                      double* sum_g_r /* (3, C) */, double* sum_g_x /* (C) */) {
   const int64_t HW = z.hw;
-  at::parallel_for(0, C, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, C, grain_for(4 * N * HW), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       double gx_acc = 0.0;
       for (int64_t n = 0; n < N; ++n) {
@@ -148,7 +148,7 @@ void backward_grad_z(const scalar_t* g, const Branches<scalar_t>& z, const Branc
                      int64_t N, int64_t C) {
   const int64_t HW = z.hw;
   const double count = static_cast<double>(N * HW);
-  at::parallel_for(0, N * C, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, N * C, grain_for(4 * HW), [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t n = nc / C, c = nc % C;
       const scalar_t* gp = g + nc * HW;

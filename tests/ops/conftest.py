@@ -17,3 +17,13 @@ def use_backend(monkeypatch):
         backend_or_skip(backend)
         monkeypatch.setenv(dispatch.ENV_VAR, backend)
     return _use
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny-shape checks (gradcheck, opcheck) run on one thread: they gain nothing from threads and
+    OpenMP barriers stall badly when the CI's cores are shared with other work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -60,7 +60,7 @@ def test_matches_oracle(backend, use_backend):
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_gradcheck_float64(backend, use_backend):
+def test_gradcheck_float64(backend, use_backend, single_thread):
     use_backend(backend)
     xs = [torch.randn(2, 2, *s, dtype=torch.float64, requires_grad=True) for s in ((3, 4), (5, 7), (9, 13))]
     beta = torch.rand(3, dtype=torch.float64, requires_grad=True)
@@ -68,7 +68,7 @@ def test_gradcheck_float64(backend, use_backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_opcheck(backend, use_backend):
+def test_opcheck(backend, use_backend, single_thread):
     use_backend(backend)
     xs = [torch.randn(2, 3, *s, requires_grad=True) for s in ((4, 4), (8, 8), (16, 15))]
     beta = torch.rand(3, requires_grad=True)

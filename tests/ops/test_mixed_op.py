@@ -118,7 +118,7 @@ def _op_args(dtype, training, n=2, c=3, h=5, w=6):
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("conv_mode", ["stacked", "separate"])
-def test_gradcheck_float64(backend, training, conv_mode, use_backend, monkeypatch):
+def test_gradcheck_float64(backend, training, conv_mode, use_backend, single_thread, monkeypatch):
     use_backend(backend)
     monkeypatch.setenv("FRSENGINE_MIXED_CONV", conv_mode)
     args = _op_args(torch.float64, training, n=2, c=2, h=5, w=4)
@@ -128,7 +128,7 @@ def test_gradcheck_float64(backend, training, conv_mode, use_backend, monkeypatc
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_opcheck(backend, training, use_backend):
+def test_opcheck(backend, training, use_backend, single_thread):
     use_backend(backend)
     args = _op_args(torch.float32, training)
     torch.library.opcheck(torch.ops.frsengine.mixed_op.default, args)
@@ -159,3 +159,18 @@ def test_weight_grads_skipped_when_not_needed(backend, use_backend, monkeypatch)
     gx, ga = torch.autograd.grad(out.sum(), [args[0], args[6]])
     assert calls == [(True, False)]
     assert gx.shape == args[0].shape and ga.shape == (4,)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+def test_torch_compile_traces_the_op(backend, use_backend):
+    """fullgraph=True: the op (fake impl) and the running-statistics update trace without breaks."""
+    use_backend(backend)
+    oracle, fused = oracle_pair(4, True)
+    compiled = torch.compile(lambda t, a: mixed_op_module_forward(fused, t, a), backend="aot_eager", fullgraph=True)
+    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    a = torch.softmax(torch.randn(4), 0)
+    got, want = compiled(x, a), oracle(x, a)
+    assert_close(got, want, FWD_RTOL, "compiled forward")
+    assert_close(torch.autograd.grad(got.sum(), x)[0], torch.autograd.grad(want.sum(), x)[0], GRAD_RTOL, "grad x")
+    for bw, bg in zip(oracle.buffers(), fused.buffers()):
+        assert_close(bg.double(), bw.double(), STATS_RTOL, "running stats")
