@@ -2,10 +2,12 @@
 
     .venv/bin/python -m pytest benchmarks/test_bench_ops.py
 
-mixed op: one supernet edge (skip + ConvBR 3x3/5x5/7x7, softmax-alpha sum), forward + backward
-in training mode, batch 4. Baseline: ``frsengine.nas.ops.MixedOp`` under autograd. Fused: the
-``frsengine::mixed_op`` custom op with the C++ kernels, with the automatic conv strategy and with
-each strategy forced (the measurement behind conv_stack.STACKED_MAX_CHANNELS).
+mixed op: a chain of EDGES supernet edges (each skip + ConvBR 3x3/5x5/7x7, softmax-alpha sum; a
+chain, as the blocks of a cell feed each other, so activations kept for backward accumulate as in
+a supernet), forward + backward in training mode, batch 4. Baseline: ``frsengine.nas.ops.MixedOp``
+under autograd. Fused: the ``frsengine::mixed_op`` custom op with the C++ kernels, with the
+automatic conv strategy and with each strategy forced (the measurement behind
+conv_stack.STACKED_MAX_CHANNELS).
 beta aggregation: resample up to three inputs to the node size and take the beta-weighted sum,
 forward + backward. Baseline: F.interpolate(align_corners=True) + sum under autograd.
 
@@ -32,6 +34,7 @@ from frsengine.ops.beta_aggregation import aggregate
 from frsengine.ops.fused_mixed import mixed_op_module_forward
 
 BATCH = 4
+EDGES = 4
 MIXED_SHAPES = [(8, 128), (16, 64), (32, 64), (64, 32)]   # (channels, size)
 # (channels, node size, input sizes): a border node with two arrows, inner nodes with three.
 AGG_SHAPES = [(24, 128, (64, 128)), (48, 64, (32, 64, 128)), (192, 16, (8, 16, 32))]
@@ -41,20 +44,22 @@ CPP = dispatch.unavailable_reason("cpp", torch.device("cpu")) is None
 def _mixed_case(channels: int, size: int, variant: str):
     """A zero-argument fwd+bwd closure for one mixed-op configuration."""
     torch.manual_seed(0)
-    module = MixedOp(channels, get_op_set("default")).train()
+    modules = [MixedOp(channels, get_op_set("default")).train() for _ in range(EDGES)]
     x = torch.randn(BATCH, channels, size, size, requires_grad=True)
-    alpha = torch.randn(4, requires_grad=True)
-    params = [x, alpha, *module.parameters()]
+    alpha = torch.randn(EDGES, 4, requires_grad=True)
+    params = [x, alpha, *(p for m in modules for p in m.parameters())]
     if variant != "plain":
         os.environ[dispatch.ENV_VAR] = "cpp"
         conv = variant.removeprefix("fused-")
         if conv in ("stacked", "separate"):
             os.environ["FRSENGINE_MIXED_CONV"] = conv
-    forward = module if variant == "plain" else (lambda t, a: mixed_op_module_forward(module, t, a))
 
     def run():
-        out = forward(x, F.softmax(alpha, 0))
-        torch.autograd.grad(out, params, torch.ones_like(out))
+        weights = F.softmax(alpha, -1)
+        h = x
+        for m, w in zip(modules, weights):
+            h = m(h, w) if variant == "plain" else mixed_op_module_forward(m, h, w)
+        torch.autograd.grad(h, params, torch.ones_like(h))
     return run
 
 
@@ -128,7 +133,7 @@ def test_mixed_op_fwd_bwd(benchmark, report, channels, size, variant):
     case = {"op": "mixed", "channels": channels, "size": size, "variant": variant}
     run = _build(case)
     run()
-    benchmark.group = f"mixed op fwd+bwd: C={channels}, {size}x{size}, batch {BATCH}"
+    benchmark.group = f"mixed op fwd+bwd, {EDGES} chained edges: C={channels}, {size}x{size}, batch {BATCH}"
     report(benchmark, items=BATCH, baseline=(variant == "plain"), peak_mib=peak_mib(case))
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
 

@@ -2,10 +2,12 @@
 
 The 3x3/5x5/7x7 candidates (stride 1, padding 1/2/3) read the same 7x7 window: the smaller
 kernels are its centre. ``stacked`` runs them as one convolution with a zero-padded (3C, C, 7, 7)
-weight (one pass over the input, more taps); otherwise three convolutions. Which is faster depends
-on the width: at small C the single call wins (fewer passes, better blocking), at C >= 48 the 83
-real taps against 147 dominate (see benchmarks/test_bench_ops.py). csrc/mixed_op.cpp has the C++
-twin of these helpers.
+weight (one pass over the input, 147 taps instead of 83); otherwise three convolutions. Measured on
+the 2-core CPU with oneDNN (torch 2.13, batch 4, fwd+bwd of the convs alone, quiet machine):
+stacked/three = 0.96x at C=8 128px, 1.05x at C=16 64px, 1.6-1.8x *slower* at C >= 32; stacked
+only won (1.2-2.8x) while the cores were shared with other jobs, where fewer parallel regions pay.
+So three convolutions are the default and ``FRSENGINE_MIXED_CONV=stacked`` opts in (GPU: measure
+there). csrc/mixed_op.cpp has the C++ twin of these helpers.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 KERNEL_SIZES = (3, 5, 7)
-STACKED_MAX_CHANNELS = 32
+STACKED_MAX_CHANNELS = 0  # stacked never won on a quiet CPU (see above)
 
 
 def use_stacked_conv(channels: int) -> bool:
