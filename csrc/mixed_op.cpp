@@ -20,6 +20,7 @@ namespace frsengine {
 namespace {
 
 constexpr int64_t kSizes[3] = {3, 5, 7};
+constexpr int64_t kChunk = 256;
 
 // Pointer to plane (n, c) of branch k, for both layouts of mixed_convs' outputs.
 template <typename T>
@@ -51,23 +52,36 @@ void batch_stats(const Branches<scalar_t>& z, int64_t N, int64_t C, double* mean
     for (int64_t kc = begin; kc < end; ++kc) {
       const int k = static_cast<int>(kc / C);
       const int64_t c = kc % C;
-      double sum = 0.0;
+      double sum = 0.0;  // chunked scalar_t sums added in double, as in backward_reduce
       for (int64_t n = 0; n < N; ++n) {
         const scalar_t* p = z.plane(k, n, c);
-#pragma omp simd reduction(+ : sum)
-        for (int64_t i = 0; i < HW; ++i) sum += static_cast<double>(p[i]);
+        for (int64_t i0 = 0; i0 < HW; i0 += kChunk) {
+          const int64_t i1 = std::min(HW, i0 + kChunk);
+          scalar_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t i = i0; i < i1; ++i) acc += p[i];
+          sum += acc;
+        }
       }
       const double m = sum / count;
-      // Second pass over the (cache-resident) planes: no cancellation from E[z^2] - E[z]^2.
+      // Second pass around the mean: no cancellation from E[z^2] - E[z]^2.
+      const scalar_t mf = static_cast<scalar_t>(m);
       double sq = 0.0;
       for (int64_t n = 0; n < N; ++n) {
         const scalar_t* p = z.plane(k, n, c);
-#pragma omp simd reduction(+ : sq)
-        for (int64_t i = 0; i < HW; ++i) {
-          const double d = static_cast<double>(p[i]) - m;
-          sq += d * d;
+        for (int64_t i0 = 0; i0 < HW; i0 += kChunk) {
+          const int64_t i1 = std::min(HW, i0 + kChunk);
+          scalar_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t i = i0; i < i1; ++i) {
+            const scalar_t d = p[i] - mf;
+            acc += d * d;
+          }
+          sq += acc;
         }
       }
+      // Exact correction for rounding m to scalar_t: sum (z - m)^2 = sum (z - mf)^2 - M (m - mf)^2.
+      sq -= count * (m - mf) * (m - mf);
       mean[kc] = m;
       var[kc] = sq / count;
     }
@@ -91,8 +105,8 @@ void forward_epilogue(const scalar_t* x, const Branches<scalar_t>& z, const doub
       for (int64_t i = 0; i < HW; ++i) {
         const scalar_t y0 = z0[i] * s0 + h0, y1 = z1[i] * s1 + h1, y2 = z2[i] * s2 + h2;
         // Same summation order as the reference: ((a0 x + a1 r3) + a2 r5) + a3 r7.
-        op[i] = a0 * xp[i] + a1 * (y0 > 0 ? y0 : scalar_t(0)) + a2 * (y1 > 0 ? y1 : scalar_t(0)) +
-                a3 * (y2 > 0 ? y2 : scalar_t(0));
+        op[i] = a0 * xp[i] + a1 * std::max(y0, scalar_t(0)) + a2 * std::max(y1, scalar_t(0)) +
+                a3 * std::max(y2, scalar_t(0));
       }
     }
   });
@@ -107,12 +121,19 @@ void backward_reduce(const scalar_t* g, const scalar_t* x, const Branches<scalar
   const int64_t HW = z.hw;
   at::parallel_for(0, C, grain_for(4 * N * HW), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
+      // Sums run in scalar_t over chunks of kChunk elements (full-width SIMD), chunks are added in
+      // double: float rounding stays that of a kChunk-term sum, whatever N * H * W is.
       double gx_acc = 0.0;
       for (int64_t n = 0; n < N; ++n) {
         const scalar_t* gp = g + (n * C + c) * HW;
         const scalar_t* xp = x + (n * C + c) * HW;
-#pragma omp simd reduction(+ : gx_acc)
-        for (int64_t i = 0; i < HW; ++i) gx_acc += static_cast<double>(gp[i]) * xp[i];
+        for (int64_t i0 = 0; i0 < HW; i0 += kChunk) {
+          const int64_t i1 = std::min(HW, i0 + kChunk);
+          scalar_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t i = i0; i < i1; ++i) acc += gp[i] * xp[i];
+          gx_acc += acc;
+        }
       }
       sum_g_x[c] = gx_acc;
       for (int k = 0; k < 3; ++k) {
@@ -122,14 +143,21 @@ void backward_reduce(const scalar_t* g, const scalar_t* x, const Branches<scalar
         for (int64_t n = 0; n < N; ++n) {
           const scalar_t* gp = g + (n * C + c) * HW;
           const scalar_t* zp = z.plane(k, n, c);
-#pragma omp simd reduction(+ : s_gy, s_gyx, s_gr)
-          for (int64_t i = 0; i < HW; ++i) {
-            const scalar_t y = zp[i] * s + h;
-            const scalar_t r = y > 0 ? y : scalar_t(0);
-            const scalar_t gy = y > 0 ? ak * gp[i] : scalar_t(0);
-            s_gy += gy;
-            s_gyx += static_cast<double>(gy) * ((zp[i] - m) * is);
-            s_gr += static_cast<double>(gp[i]) * r;
+          for (int64_t i0 = 0; i0 < HW; i0 += kChunk) {
+            const int64_t i1 = std::min(HW, i0 + kChunk);
+            scalar_t a_gy = 0, a_gyx = 0, a_gr = 0;
+#pragma omp simd reduction(+ : a_gy, a_gyx, a_gr)
+            for (int64_t i = i0; i < i1; ++i) {
+              // Branch-free (mask as 0/1, max for ReLU) so GCC vectorises the reduction.
+              const scalar_t y = zp[i] * s + h;
+              const scalar_t gy = ak * gp[i] * static_cast<scalar_t>(y > 0);
+              a_gy += gy;
+              a_gyx += gy * ((zp[i] - m) * is);
+              a_gr += gp[i] * std::max(y, scalar_t(0));
+            }
+            s_gy += a_gy;
+            s_gyx += a_gyx;
+            s_gr += a_gr;
           }
         }
         sum_gy[kc] = s_gy;
@@ -162,7 +190,7 @@ void backward_grad_z(const scalar_t* g, const Branches<scalar_t>& z, const Branc
 #pragma omp simd
         for (int64_t i = 0; i < HW; ++i) {
           const scalar_t y = zp[i] * s + h;
-          const scalar_t gy = y > 0 ? ak * gp[i] : scalar_t(0);
+          const scalar_t gy = ak * gp[i] * static_cast<scalar_t>(y > 0);
           out[i] = s * (gy - mgy - (zp[i] - m) * is * mgyx);
         }
       }
