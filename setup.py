@@ -34,7 +34,9 @@ def _extensions():
     stamp = f"api{_ext_api_version()}-torch{torch.__version__}"
     with_cuda = bool(torch.version.cuda) and (CUDA_HOME is not None or shutil.which("nvcc") is not None)
     macros = [("FRSENGINE_BUILD_STAMP", f'"{stamp}"'), ("FRSENGINE_WITH_CUDA", "1" if with_cuda else "0")]
-    cxx = ["-O3", "-fopenmp"]  # cpp_extension adds the C++ standard torch was built with
+    # -fno-trapping-math lets GCC if-convert (vectorise) the ReLU masks; no code here relies on FP traps.
+    # cpp_extension adds the C++ standard torch was built with.
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
     if with_cuda:
         ext = CUDAExtension("frsengine._C", CPU_SOURCES + CUDA_SOURCES, define_macros=macros,
                             include_dirs=[str(CSRC)], extra_compile_args={"cxx": cxx, "nvcc": ["-O3"]},
