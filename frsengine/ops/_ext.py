@@ -26,7 +26,7 @@ def expected_stamp() -> str:
 
 
 def _load() -> tuple[ModuleType | None, str | None]:
-    hint = "rebuild with: pip install --no-build-isolation --no-deps -e ."
+    hint = "rebuild it with `pip install --no-build-isolation --no-deps -e .`"
     try:
         mod = importlib.import_module("frsengine._C")
     except ImportError as exc:  # absent (pure-Python install) or unloadable (ABI/undefined symbol)
@@ -45,8 +45,8 @@ def extension() -> ModuleType | None:
         mod, problem = _load()
         _state["module"], _state["problem"] = mod, problem
         if problem is not None:
-            warnings.warn(f"{problem}. Falling back to the other kernel implementations "
-                          "(the plain PyTorch reference on CPU).", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{problem}; falling back to the other kernel implementations "
+                          "(the plain PyTorch reference on CPU)", RuntimeWarning, stacklevel=2)
     return _state["module"]  # type: ignore[return-value]
 
 
