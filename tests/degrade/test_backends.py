@@ -1,5 +1,4 @@
 """The torch (batched) and OpenCV (per-image baseline) backends: one contract, same law."""
-import dataclasses
 
 import pytest
 import torch

@@ -11,7 +11,7 @@ import torch
 
 from frsengine.ops import dispatch
 from frsengine.ops.fused_mixed import mixed_op, mixed_op_module_forward
-from opcases import assert_close, backend_or_skip, oracle_pair, random_mixed_op, sample_shapes
+from opcases import assert_close, oracle_pair, random_mixed_op, sample_shapes
 
 BACKENDS = ["reference", "cpp", "triton"]
 SHAPES = sample_shapes(5, seed=4)          # the CPU implementations
