@@ -9,7 +9,7 @@
 #include <vector>
 
 // Bump together with EXT_API_VERSION in frsengine/ops/_ext.py when a schema or semantics change.
-#define FRSENGINE_EXT_API 1
+#define FRSENGINE_EXT_API 2
 
 namespace frsengine {
 
@@ -17,33 +17,44 @@ using at::Tensor;
 using MixedOpGrads = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 // ---- device-independent convolution part of the mixed op (ATen: oneDNN on CPU, cuDNN on GPU)
-// z_3, z_5, z_7 (contiguous NCHW; views into one (N, 3C, H, W) tensor when stacked).
+// z_3, z_5, z_7 (contiguous NCHW; views into one (N, 3C, H, W) tensor when stacked). With
+// channels_last the convolutions read a channels_last copy of x (outputs are still contiguous).
 std::vector<Tensor> mixed_convs(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                                bool stacked);
+                                bool stacked, bool channels_last);
+// `saved` ((3, N, C, H, W), keep mode) split into z_k, or the recomputed convolutions when empty.
+std::vector<Tensor> saved_or_recomputed_convs(const Tensor& saved, const Tensor& x, const Tensor& w3,
+                                              const Tensor& w5, const Tensor& w7, bool stacked,
+                                              bool channels_last);
+// The conv outputs as one contiguous (3, N, C, H, W) tensor when keep, else an empty tensor.
+Tensor keep_convs(const std::vector<Tensor>& zs, const Tensor& x, bool keep);
+// (G*n, C, H, W) -> (n, G*C, H, W) view of a contiguous tensor (groups interleaved along the batch).
+Tensor grouped_view(const Tensor& t, int64_t groups);
+std::vector<Tensor> grouped_views(const std::vector<Tensor>& zs, int64_t groups);
 // Empty tensors when not needed. grads_z are laid out like mixed_convs' outputs.
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
     const Tensor& x, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
-    const Tensor& w7, bool stacked, bool need_input_grad, bool need_weight_grad);
+    const Tensor& w7, bool stacked, bool channels_last, bool need_input_grad, bool need_weight_grad);
 // Buffers for grads_z with the same layout as mixed_convs(x, ..., stacked).
 std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool stacked);
 
 // ---- CPU
-std::tuple<Tensor, Tensor, Tensor> mixed_op_forward_cpu(
+// Forward returns (out, mean, var, saved); bn parameters and statistics are (3, G*C) (tiled).
+std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
     const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
     const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
-    bool training, double eps, bool stacked);
+    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep);
 MixedOpGrads mixed_op_backward_cpu(
     const Tensor& grad_out, const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
     const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean,
-    const Tensor& var, bool training, double eps, bool stacked, bool need_input_grad,
-    bool need_weight_grad);
+    const Tensor& var, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
+    int64_t groups, bool need_input_grad, bool need_weight_grad);
 Tensor beta_aggregate_forward_cpu(at::TensorList inputs, const Tensor& beta, int64_t out_h, int64_t out_w);
 std::vector<Tensor> beta_aggregate_backward_cpu(const Tensor& grad_out, at::TensorList inputs,
                                                 const Tensor& beta, bool need_input_grad);
 
 // Checks shared by the CPU and CUDA entry points.
 void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                         const Tensor& bn_weight, const Tensor& alpha);
+                         const Tensor& bn_weight, const Tensor& alpha, int64_t groups);
 void check_beta_aggregate_args(at::TensorList inputs, const Tensor& beta);
 
 // Grain of the CPU loops: a task gets at least this many elements, so small tensors run on the

@@ -5,7 +5,13 @@
 //   pass 1 (training): per-channel mean and biased variance of every z_k, two-pass, double sums;
 //   pass 2: out = a_0 x + sum_k a_k max(0, z_k * scale_k + shift_k), scale = gamma * invstd,
 //           shift = beta - mean * scale (ATen's BatchNorm form).
-// Backward recomputes z_k from x (nothing but x, parameters and (3, C) statistics is saved):
+// Groups: x is (G*n, C, H, W) with groups interleaved along the batch (index i*G + g), so the
+// contiguous conv outputs read as (n, G*C, H, W) hold one channel per (group, channel): the
+// epilogue below runs unchanged on that view with C' = G*C (BN parameters arrive tiled).
+// Convolutions may run on a channels_last copy of x (faster in oneDNN at small C); their outputs
+// are made contiguous for the epilogue.
+// Backward recomputes z_k from x (nothing but x, parameters and (3, C) statistics is saved), or
+// reads them from `saved` when the forward ran with keep = true:
 //   pass 1: per channel sum g_y, sum g_y x_hat (= grad beta, grad gamma) and the alpha reductions;
 //   pass 2: grad z_k; then ATen's convolution backward gives grad x and the kernel grads.
 #include "frsengine_ops.h"
@@ -220,8 +226,10 @@ std::vector<double> to_doubles(const Tensor& t) {
 }  // namespace
 
 void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                         const Tensor& bn_weight, const Tensor& alpha) {
+                         const Tensor& bn_weight, const Tensor& alpha, int64_t groups) {
   TORCH_CHECK(x.dim() == 4, "mixed_op: x must be (N, C, H, W), got ", x.sizes());
+  TORCH_CHECK(groups >= 1 && x.size(0) % groups == 0, "mixed_op: batch ", x.size(0),
+              " is not a multiple of groups = ", groups);
   const int64_t C = x.size(1);
   const Tensor* ws[3] = {&w3, &w5, &w7};
   for (int k = 0; k < 3; ++k) {
@@ -229,12 +237,27 @@ void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, co
                 " must be (C, C, ", kSizes[k], ", ", kSizes[k], "), got ", ws[k]->sizes());
     TORCH_CHECK(ws[k]->scalar_type() == x.scalar_type(), "mixed_op: dtypes of x and weights differ");
   }
-  TORCH_CHECK(bn_weight.sizes() == at::IntArrayRef({3, C}), "mixed_op: bn params must be (3, C)");
+  TORCH_CHECK(bn_weight.sizes() == at::IntArrayRef({3, groups * C}), "mixed_op: bn params must be (3, G*C)");
   TORCH_CHECK(alpha.numel() == 4, "mixed_op: alpha must hold 4 weights (skip, 3x3, 5x5, 7x7)");
 }
 
-std::vector<Tensor> mixed_convs(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                                bool stacked) {
+Tensor grouped_view(const Tensor& t, int64_t groups) {
+  return t.view({t.size(0) / groups, groups * t.size(1), t.size(2), t.size(3)});
+}
+
+std::vector<Tensor> grouped_views(const std::vector<Tensor>& zs, int64_t groups) {
+  std::vector<Tensor> out;
+  for (const auto& z : zs) out.push_back(grouped_view(z, groups));
+  return out;
+}
+
+static Tensor conv_input(const Tensor& x, bool channels_last) {
+  return channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+}
+
+std::vector<Tensor> mixed_convs(const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+                                bool stacked, bool channels_last) {
+  const Tensor x = conv_input(x_in, channels_last);
   if (stacked) return {at::conv2d(x, stacked_weight(w3, w5, w7), {}, 1, 3).contiguous()};
   return {at::conv2d(x, w3, {}, 1, 1).contiguous(), at::conv2d(x, w5, {}, 1, 2).contiguous(),
           at::conv2d(x, w7, {}, 1, 3).contiguous()};
@@ -246,10 +269,26 @@ std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool /*stack
   return out;
 }
 
+std::vector<Tensor> saved_or_recomputed_convs(const Tensor& saved, const Tensor& x, const Tensor& w3,
+                                              const Tensor& w5, const Tensor& w7, bool stacked,
+                                              bool channels_last) {
+  if (saved.numel() == 0) return mixed_convs(x, w3, w5, w7, stacked, channels_last);  // the recompute
+  TORCH_CHECK(saved.dim() == 5 && saved.size(0) == 3 && saved.sizes().slice(1) == x.sizes() && saved.is_contiguous(),
+              "mixed_op: saved conv outputs must be a contiguous (3, N, C, H, W) tensor");
+  return {saved[0], saved[1], saved[2]};
+}
+
+Tensor keep_convs(const std::vector<Tensor>& zs, const Tensor& x, bool keep) {
+  if (!keep) return x.new_empty({0});
+  if (zs.size() == 3) return at::stack(zs);
+  return at::stack(zs[0].chunk(3, 1));  // stacked layout -> separate planes
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
-    const Tensor& x, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
-    const Tensor& w7, bool stacked, bool need_input_grad, bool need_weight_grad) {
+    const Tensor& x_in, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
+    const Tensor& w7, bool stacked, bool channels_last, bool need_input_grad, bool need_weight_grad) {
   const std::array<bool, 3> mask = {need_input_grad, need_weight_grad, false};
+  const Tensor x = conv_input(x_in, channels_last);
   const Tensor* ws[3] = {&w3, &w5, &w7};
   Tensor gx = need_input_grad ? Tensor() : x.new_empty({0});
   Tensor gw[3];
@@ -270,22 +309,27 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
       auto r = at::convolution_backward(grads_z[k], x, *ws[k], std::nullopt, {1, 1}, {p, p}, {1, 1}, false,
                                         {0, 0}, 1, mask);
       if (need_input_grad) gx = k == 0 ? std::get<0>(r) : gx.add_(std::get<0>(r));
-      if (need_weight_grad) gw[k] = std::get<1>(r);
+      if (need_weight_grad) gw[k] = std::get<1>(r).contiguous();
     }
   }
+  if (need_input_grad) gx = gx.contiguous();
   if (!need_weight_grad)
     for (int k = 0; k < 3; ++k) gw[k] = ws[k]->new_empty({0});
   return {gx, gw[0], gw[1], gw[2]};
 }
 
-std::tuple<Tensor, Tensor, Tensor> mixed_op_forward_cpu(
+std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
     const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
     const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
-    bool training, double eps, bool stacked) {
-  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha);
-  const Tensor x = x_in.contiguous();
+    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep) {
+  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
+  stacked = stacked && groups == 1;  // the stacked layout has no grouped view
+  const Tensor x_full = x_in.contiguous();
+  const std::vector<Tensor> zs_full = mixed_convs(x_full, w3, w5, w7, stacked, channels_last);
+  const Tensor saved = keep_convs(zs_full, x_full, keep);
+  const Tensor x = grouped_view(x_full, groups);
+  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
-  const std::vector<Tensor> zs = mixed_convs(x, w3, w5, w7, stacked);
   std::vector<double> mean(3 * C), var(3 * C);
   Tensor out = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mixed_op_forward_cpu", [&] {
@@ -308,19 +352,23 @@ std::tuple<Tensor, Tensor, Tensor> mixed_op_forward_cpu(
   auto opts = bn_weight.options();
   Tensor mean_t = at::tensor(mean, opts.dtype(at::kDouble)).view({3, C}).to(bn_weight.scalar_type());
   Tensor var_t = at::tensor(var, opts.dtype(at::kDouble)).view({3, C}).to(bn_weight.scalar_type());
-  return {out, mean_t, var_t};
+  return {out.view(x_full.sizes()), mean_t, var_t, saved};
 }
 
 MixedOpGrads mixed_op_backward_cpu(
     const Tensor& grad_out, const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
     const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean_t,
-    const Tensor& var_t, bool training, double eps, bool stacked, bool need_input_grad,
-    bool need_weight_grad) {
-  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha);
-  const Tensor x = x_in.contiguous(), g = grad_out.contiguous();
+    const Tensor& var_t, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
+    int64_t groups, bool need_input_grad, bool need_weight_grad) {
+  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
+  stacked = stacked && groups == 1 && saved.numel() == 0;
+  const Tensor x_full = x_in.contiguous(), g_full = grad_out.contiguous();
+  const std::vector<Tensor> zs_full = saved_or_recomputed_convs(saved, x_full, w3, w5, w7, stacked, channels_last);
+  const std::vector<Tensor> gzs_full = empty_like_convs(zs_full, stacked);
+  const Tensor x = grouped_view(x_full, groups), g = grouped_view(g_full, groups);
+  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
+  const std::vector<Tensor> gzs = stacked ? gzs_full : grouped_views(gzs_full, groups);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
-  const std::vector<Tensor> zs = mixed_convs(x, w3, w5, w7, stacked);  // the recompute
-  std::vector<Tensor> gzs = empty_like_convs(zs, stacked);
   const std::vector<double> mean = to_doubles(mean_t), var = to_doubles(var_t);
   const std::vector<double> gamma = to_doubles(bn_weight), beta = to_doubles(bn_bias), a = to_doubles(alpha);
   std::vector<double> invstd(3 * C), scale(3 * C), shift(3 * C);
@@ -338,9 +386,9 @@ MixedOpGrads mixed_op_backward_cpu(
     backward_grad_z<scalar_t>(g.data_ptr<scalar_t>(), z, gz, mean.data(), invstd.data(), scale.data(),
                               shift.data(), a.data(), sum_gy.data(), sum_gyx.data(), training, N, C);
   });
-  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x, gzs, w3, w5, w7, stacked, need_input_grad,
-                                                  need_weight_grad);
-  if (need_input_grad) gx.add_(g, a[0]);
+  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, gzs_full, w3, w5, w7, stacked, channels_last,
+                                                  need_input_grad, need_weight_grad);
+  if (need_input_grad) gx.add_(g_full, a[0]);
   std::vector<double> galpha(4, 0.0);
   for (int64_t c = 0; c < C; ++c) {
     galpha[0] += sum_gx[c];

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from frsengine.ops.conv_stack import mixed_convs, mixed_convs_backward, use_stacked_conv
+from frsengine.ops.fused_mixed import grouped_view
 
 BLOCK = 1024
 
@@ -127,11 +128,19 @@ def _affine(bn_weight, bn_bias, mean, var, eps):
     return invstd.contiguous(), scale.contiguous(), (bn_bias - mean * scale).contiguous()
 
 
-def mixed_op_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps):
-    x = x.contiguous()
+def _keep(zs, keep, x):
+    return torch.stack([z.contiguous() for z in zs]) if keep else x.new_empty(0)
+
+
+def mixed_op_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
+                     groups=1, keep=False):
+    x_full = x.contiguous()
+    zs = mixed_convs(x_full, w3, w5, w7, use_stacked_conv(x.shape[1]) and groups == 1)
+    saved = _keep(zs, keep, x_full)
+    x = grouped_view(x_full, groups)
+    zs = [grouped_view(z, groups) for z in zs] if groups > 1 else zs
     n, c, h, w = x.shape
     hw = h * w
-    zs = mixed_convs(x, w3, w5, w7, use_stacked_conv(c))
     zstride = zs[0].stride(0)
     if training:
         mean, var = x.new_empty(3, c), x.new_empty(3, c)
@@ -143,16 +152,19 @@ def mixed_op_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, run
     out = torch.empty_like(x)
     _forward_epilogue[(n * c, triton.cdiv(hw, BLOCK))](x, *zs, scale, shift, alpha.detach().contiguous(), out, c,
                                                        hw, zstride, BLOCK=BLOCK)
-    return out, mean, var
+    return out.view(x_full.shape), mean, var, saved
 
 
-def mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, training, eps,
-                      need_input_grad, need_weight_grad):
-    x, g = x.contiguous(), grad_out.contiguous()
+def mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
+                      groups, need_input_grad, need_weight_grad):
+    x_full, g_full = x.contiguous(), grad_out.contiguous()
+    stacked = use_stacked_conv(x.shape[1]) and groups == 1 and saved.numel() == 0
+    # The recompute, unless the forward kept the conv outputs.
+    zs = list(saved.unbind(0)) if saved.numel() else mixed_convs(x_full, w3, w5, w7, stacked)
+    x, g = grouped_view(x_full, groups), grouped_view(g_full, groups)
+    zs = [grouped_view(z, groups) for z in zs] if groups > 1 else zs
     n, c, h, w = x.shape
     hw = h * w
-    stacked = use_stacked_conv(c)
-    zs = mixed_convs(x, w3, w5, w7, stacked)  # the recompute
     zstride = zs[0].stride(0)
     invstd, scale, shift = _affine(bn_weight, bn_bias, mean, var, eps)
     a = alpha.detach().float().contiguous()
@@ -169,9 +181,9 @@ def mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, 
     _backward_grad_z[(n * c, triton.cdiv(hw, BLOCK))](g, *zs, *gzs, mean.contiguous(), invstd, scale, shift, a,
                                                       mgy.contiguous(), mgyx.contiguous(), c, hw, zstride,
                                                       BLOCK=BLOCK)
-    gx, gws = mixed_convs_backward(x, [gz_full] if stacked else gzs, w3, w5, w7, stacked, need_input_grad,
-                                   need_weight_grad)
-    gx = gx + alpha[0] * g if need_input_grad else x.new_empty(0)
+    gzs = [gz_full] if stacked else [t.view(x_full.shape) for t in gzs]
+    gx, gws = mixed_convs_backward(x_full, gzs, w3, w5, w7, stacked, need_input_grad, need_weight_grad)
+    gx = gx + alpha[0] * g_full if need_input_grad else x.new_empty(0)
     gws = gws if need_weight_grad else [t.new_empty(0) for t in (w3, w5, w7)]
     g_alpha = torch.cat([sum_gx.sum().reshape(1), sum_gr.sum(dim=1)]).to(alpha.dtype)
     return (gx, *gws, sum_gyx.to(bn_weight.dtype), sum_gy.to(bn_bias.dtype), g_alpha)

@@ -135,15 +135,20 @@ __global__ void backward_grad_z_kernel(const scalar_t* g, Branches<scalar_t> z, 
   }
 }
 
-std::tuple<Tensor, Tensor, Tensor> mixed_op_forward_cuda(
+// Groups and keep: see csrc/mixed_op.cpp (the epilogue runs on the (n, G*C, H, W) view).
+std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cuda(
     const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
     const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
-    bool training, double eps, bool stacked) {
-  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha);
+    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep) {
+  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const Tensor x = x_in.contiguous();
+  stacked = stacked && groups == 1;
+  const Tensor x_full = x_in.contiguous();
+  const std::vector<Tensor> zs_full = mixed_convs(x_full, w3, w5, w7, stacked, channels_last);
+  const Tensor saved = keep_convs(zs_full, x_full, keep);
+  const Tensor x = grouped_view(x_full, groups);
+  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
-  const std::vector<Tensor> zs = mixed_convs(x, w3, w5, w7, stacked);
   Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
   Tensor mean, var;
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -170,20 +175,25 @@ std::tuple<Tensor, Tensor, Tensor> mixed_op_forward_cuda(
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   // to() copies (never aliases the running statistics, as the op contract requires).
-  return {out, mean.to(bn_weight.scalar_type(), false, true), var.to(bn_weight.scalar_type(), false, true)};
+  return {out.view(x_full.sizes()), mean.to(bn_weight.scalar_type(), false, true),
+          var.to(bn_weight.scalar_type(), false, true), saved};
 }
 
 MixedOpGrads mixed_op_backward_cuda(
     const Tensor& grad_out, const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
     const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean_in,
-    const Tensor& var_in, bool training, double eps, bool stacked, bool need_input_grad,
-    bool need_weight_grad) {
-  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha);
+    const Tensor& var_in, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
+    int64_t groups, bool need_input_grad, bool need_weight_grad) {
+  check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const Tensor x = x_in.contiguous(), g = grad_out.contiguous();
+  stacked = stacked && groups == 1 && saved.numel() == 0;
+  const Tensor x_full = x_in.contiguous(), g_full = grad_out.contiguous();
+  const std::vector<Tensor> zs_full = saved_or_recomputed_convs(saved, x_full, w3, w5, w7, stacked, channels_last);
+  const std::vector<Tensor> gzs_full = empty_like_convs(zs_full, stacked);
+  const Tensor x = grouped_view(x_full, groups), g = grouped_view(g_full, groups);
+  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
+  const std::vector<Tensor> gzs = stacked ? gzs_full : grouped_views(gzs_full, groups);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
-  const std::vector<Tensor> zs = mixed_convs(x, w3, w5, w7, stacked);  // the recompute
-  std::vector<Tensor> gzs = empty_like_convs(zs, stacked);
   Tensor sum_gy, sum_gyx, sum_gr, sum_gx;
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mixed_op_backward_cuda", [&] {
@@ -214,9 +224,9 @@ MixedOpGrads mixed_op_backward_cuda(
         mgyx.data_ptr<acc_t>(), C, HW, total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x, gzs, w3, w5, w7, stacked, need_input_grad,
-                                                  need_weight_grad);
-  if (need_input_grad) gx.add_(g * alpha[0].to(g.scalar_type()));
+  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, gzs_full, w3, w5, w7, stacked, channels_last,
+                                                  need_input_grad, need_weight_grad);
+  if (need_input_grad) gx.add_(g_full * alpha[0].to(g_full.scalar_type()));
   Tensor g_alpha = at::cat({sum_gx.sum().reshape({1}), sum_gr.sum(1)}).to(alpha.scalar_type()).view(alpha.sizes());
   return {gx, gw3, gw5, gw7, sum_gyx.to(bn_weight.scalar_type()), sum_gy.to(bn_bias.scalar_type()), g_alpha};
 }

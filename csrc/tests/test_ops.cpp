@@ -62,8 +62,9 @@ void test_mixed_op_forward() {
   for (bool training : {true, false})
     for (bool stacked : {true, false}) {
       MixedArgs a(at::kFloat);
-      auto [out, mean, var] = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm, a.rv,
-                                                   training, 1e-5, stacked);
+      auto [out, mean, var, saved] = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm,
+                                                          a.rv, training, 1e-5, stacked, /*channels_last=*/stacked,
+                                                          /*groups=*/1, /*keep=*/false);
       const std::string tag = std::string(training ? "train" : "eval") + (stacked ? "/stacked" : "/separate");
       expect_close(out, aten_mixed(a, training), 1e-5, "forward " + tag);
       if (training) {
@@ -75,15 +76,18 @@ void test_mixed_op_forward() {
 }
 
 // <grad_out, d out / d t . v> against the directional finite difference, for every input t.
+// keep = true (conv outputs saved, no recompute) is checked in the separate-conv cases.
 void test_mixed_op_backward() {
   for (bool training : {true, false})
     for (bool stacked : {true, false}) {
       MixedArgs a(at::kDouble);
       Tensor g = at::randn_like(a.x);
+      const bool keep = !stacked;
       auto fwd = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm, a.rv, training,
-                                      1e-5, stacked);
+                                      1e-5, stacked, false, 1, keep);
       auto grads = mixed_op_backward_cpu(g, a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, std::get<1>(fwd),
-                                         std::get<2>(fwd), training, 1e-5, stacked, true, true);
+                                         std::get<2>(fwd), std::get<3>(fwd), training, 1e-5, stacked, false, 1,
+                                         true, true);
       Tensor analytic[7] = {std::get<0>(grads), std::get<1>(grads), std::get<2>(grads), std::get<3>(grads),
                             std::get<4>(grads), std::get<5>(grads), std::get<6>(grads)};
       Tensor MixedArgs::*fields[7] = {&MixedArgs::x, &MixedArgs::w3, &MixedArgs::w5, &MixedArgs::w7,

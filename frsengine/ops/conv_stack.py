@@ -8,6 +8,12 @@ stacked/three = 0.96x at C=8 128px, 1.05x at C=16 64px, 1.6-1.8x *slower* at C >
 only won (1.2-2.8x) while the cores were shared with other jobs, where fewer parallel regions pay.
 So three convolutions are the default and ``FRSENGINE_MIXED_CONV=stacked`` opts in (GPU: measure
 there). csrc/mixed_op.cpp has the C++ twin of these helpers.
+
+Layout: the epilogues work on contiguous NCHW tensors, but oneDNN convolves small channel counts
+far faster in channels_last (three convs fwd+bwd, batch 12, quiet 2-core CPU: 1.8x at C=8 128px,
+1.2-1.4x at C=16-64), and converting the outputs back costs less than that gain. So on CPU the
+convolutions read a channels_last copy of x and their outputs are made contiguous;
+``FRSENGINE_CONV_LAYOUT=channels_last|contiguous`` overrides the per-device default.
 """
 from __future__ import annotations
 
@@ -30,12 +36,27 @@ def use_stacked_conv(channels: int) -> bool:
     return channels <= STACKED_MAX_CHANNELS
 
 
+def use_channels_last(device: torch.device) -> bool:
+    """Whether the mixed op's convolutions run on a channels_last copy of their input."""
+    mode = os.environ.get("FRSENGINE_CONV_LAYOUT", "").strip().lower()
+    if mode in ("channels_last", "contiguous"):
+        return mode == "channels_last"
+    if mode:
+        raise ValueError(f"FRSENGINE_CONV_LAYOUT={mode!r} must be 'channels_last' or 'contiguous'")
+    return device.type == "cpu"
+
+
+def conv_input(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if use_channels_last(x.device) else x
+
+
 def stacked_weight(w3: torch.Tensor, w5: torch.Tensor, w7: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.pad(w3, (2, 2, 2, 2)), F.pad(w5, (1, 1, 1, 1)), w7], dim=0)
 
 
 def mixed_convs(x, w3, w5, w7, stacked: bool) -> list[torch.Tensor]:
     """The three conv outputs z_3, z_5, z_7 (views of one (N, 3C, H, W) tensor when stacked)."""
+    x = conv_input(x)
     if stacked:
         return list(F.conv2d(x, stacked_weight(w3, w5, w7), padding=3).contiguous().chunk(3, dim=1))
     return [F.conv2d(x, w, padding=k // 2).contiguous() for w, k in zip((w3, w5, w7), KERNEL_SIZES)]
@@ -47,6 +68,7 @@ def mixed_convs_backward(x, grads_z, w3, w5, w7, stacked: bool, need_input: bool
     When stacked, ``grads_z`` may also be the single (N, 3C, H, W) gradient (no concatenation copy).
     """
     mask = [need_input, need_weight, False]
+    x = conv_input(x)
     if stacked:
         gz = grads_z[0] if len(grads_z) == 1 else torch.cat(grads_z, dim=1)
         gx, gw, _ = torch.ops.aten.convolution_backward(
@@ -55,12 +77,12 @@ def mixed_convs_backward(x, grads_z, w3, w5, w7, stacked: bool, need_input: bool
         if need_weight:
             c = w3.shape[0]
             gws = [gw[:c, :, 2:5, 2:5].contiguous(), gw[c:2 * c, :, 1:6, 1:6].contiguous(), gw[2 * c:].contiguous()]
-        return gx, gws
+        return (gx.contiguous() if need_input else gx), gws
     gx, gws = None, []
     for g, w, k in zip(grads_z, (w3, w5, w7), KERNEL_SIZES):
         gxk, gwk, _ = torch.ops.aten.convolution_backward(
             g, x, w, None, [1, 1], [k // 2, k // 2], [1, 1], False, [0, 0], 1, mask)
         if need_input:
             gx = gxk if gx is None else gx + gxk
-        gws.append(gwk)
-    return gx, (gws if need_weight else None)
+        gws.append(gwk.contiguous() if need_weight else gwk)
+    return (gx.contiguous() if need_input else gx), (gws if need_weight else None)

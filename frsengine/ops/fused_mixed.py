@@ -19,52 +19,66 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from frsengine.ops import dispatch
-from frsengine.ops.conv_stack import KERNEL_SIZES, mixed_convs_backward, use_stacked_conv
+from frsengine.ops.conv_stack import KERNEL_SIZES, mixed_convs_backward, use_channels_last, use_stacked_conv
 
 OP = "mixed_op"
 DEFAULT_OP_NAMES = ("skip_connect", "conv_3x3", "conv_5x5", "conv_7x7")
 
 
-# ---------------------------------------------------------------- reference (the oracle's twin)
-def _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps):
+# ---------------------------------------------------------------- implementations
+# Every implementation sees the *tiled* layout: ``x`` is (G*n, C, H, W) with batch index i*G + g
+# (branch g of sample i), so the same memory read as (n, G*C, H, W) has one channel per
+# (group, channel) pair: per-group batch statistics are plain per-channel statistics of that view.
+# BN parameters and statistics arrive tiled to (3, G*C); the custom op below tiles and un-tiles.
+def grouped_view(t: Tensor, groups: int) -> Tensor:
+    """(G*n, C, H, W) -> (n, G*C, H, W), a free view of a contiguous tensor."""
+    n, c, h, w = t.shape
+    return t.reshape(n // groups, groups * c, h, w)
+
+
+def _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups):
     out = alpha[0] * x
     for k, (w, size) in enumerate(zip((w3, w5, w7), KERNEL_SIZES)):
-        z = F.conv2d(x, w, padding=size // 2)
+        z = grouped_view(F.conv2d(x, w, padding=size // 2), groups)
         rm, rv = (None, None) if training else (running_mean[k], running_var[k])
         y = F.batch_norm(z, rm, rv, bn_weight[k], bn_bias[k], training=training, eps=eps)
-        out = out + alpha[k + 1] * F.relu(y)
+        out = out + alpha[k + 1] * F.relu(y).reshape(x.shape)
     return out
 
 
-def reference_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps):
-    out = _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps)
-    if not training:
-        return out, running_mean.clone(), running_var.clone()
+def reference_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
+                      groups, keep):
+    out = _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
+                         groups)
     with torch.no_grad():
-        stats = [torch.var_mean(F.conv2d(x, w, padding=s // 2), dim=(0, 2, 3), unbiased=False)
-                 for w, s in zip((w3, w5, w7), KERNEL_SIZES)]
-    return out, torch.stack([m for _, m in stats]), torch.stack([v for v, _ in stats])
+        zs = [F.conv2d(x, w, padding=s // 2) for w, s in zip((w3, w5, w7), KERNEL_SIZES)] if training or keep else []
+        saved = torch.stack(zs) if keep else x.new_empty(0)
+        if not training:
+            return out, running_mean.clone(), running_var.clone(), saved
+        stats = [torch.var_mean(grouped_view(z, groups), dim=(0, 2, 3), unbiased=False) for z in zs]
+    return out, torch.stack([m for _, m in stats]), torch.stack([v for v, _ in stats]), saved
 
 
-def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, training, eps,
-                       need_input_grad, need_weight_grad):
+def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
+                       groups, need_input_grad, need_weight_grad):
     """The backward written out in plain PyTorch (the formulas every fused backward implements).
 
-    Conv outputs are recomputed from x; mean/var are the statistics the forward used.
-    With M = N*H*W, x_hat = (z - mean) * invstd, g_y = a_k * g * [y > 0]:
-    grad gamma = sum g_y x_hat, grad beta = sum g_y, grad a_k = sum g * ReLU(y), grad a_skip = sum g x,
-    grad z = gamma invstd (g_y - grad_beta / M - x_hat grad_gamma / M) in training (batch statistics
-    depend on z), gamma invstd g_y in eval.
+    Conv outputs are recomputed from x (``saved`` is ignored: the reference keeps nothing);
+    mean/var are the statistics the forward used. With M = n*H*W per group, x_hat = (z - mean)
+    * invstd, g_y = a_k * g * [y > 0]: grad gamma = sum g_y x_hat, grad beta = sum g_y, grad a_k =
+    sum g * ReLU(y), grad a_skip = sum g x, grad z = gamma invstd (g_y - grad_beta / M - x_hat
+    grad_gamma / M) in training (batch statistics depend on z), gamma invstd g_y in eval.
     """
-    count = x.shape[0] * x.shape[2] * x.shape[3]
+    count = x.shape[0] // groups * x.shape[2] * x.shape[3]
+    gv = grouped_view(grad_out, groups)
     g_gamma, g_beta, g_alpha, grads_z = [], [], [(grad_out * x).sum()], []
     for k, (w, size) in enumerate(zip((w3, w5, w7), KERNEL_SIZES)):
-        z = F.conv2d(x, w, padding=size // 2)
+        z = grouped_view(F.conv2d(x, w, padding=size // 2), groups)
         invstd = torch.rsqrt(var[k] + eps)[None, :, None, None]
         x_hat = (z - mean[k][None, :, None, None]) * invstd
         y = x_hat * bn_weight[k][None, :, None, None] + bn_bias[k][None, :, None, None]
-        g_y = alpha[k + 1] * grad_out * (y > 0)
-        g_alpha.append((grad_out * F.relu(y)).sum())
+        g_y = alpha[k + 1] * gv * (y > 0)
+        g_alpha.append((gv * F.relu(y)).sum())
         gb, gg = g_y.sum((0, 2, 3)), (g_y * x_hat).sum((0, 2, 3))
         scale = bn_weight[k][None, :, None, None] * invstd
         if training:
@@ -73,7 +87,7 @@ def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean,
             g_z = scale * g_y
         g_gamma.append(gg)
         g_beta.append(gb)
-        grads_z.append(g_z)
+        grads_z.append(g_z.reshape(x.shape))
     gx, gws = mixed_convs_backward(x, grads_z, w3, w5, w7, False, need_input_grad, need_weight_grad)
     gx = gx + alpha[0] * grad_out if need_input_grad else x.new_empty(0)
     gws = gws if need_weight_grad else [w.new_empty(0) for w in (w3, w5, w7)]
@@ -81,17 +95,18 @@ def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean,
 
 
 # ---------------------------------------------------------------- native (C++ CPU / CUDA), Triton
-def native_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps):
+def native_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
+                   groups, keep):
     return torch.ops.frsengine_native.mixed_op_forward(
         x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
-        use_stacked_conv(x.shape[1]))
+        use_stacked_conv(x.shape[1]), use_channels_last(x.device), groups, keep)
 
 
-def native_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, training, eps,
-                    need_input_grad, need_weight_grad):
+def native_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
+                    groups, need_input_grad, need_weight_grad):
     return torch.ops.frsengine_native.mixed_op_backward(
-        grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, training, eps,
-        use_stacked_conv(x.shape[1]), need_input_grad, need_weight_grad)
+        grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
+        use_stacked_conv(x.shape[1]), use_channels_last(x.device), groups, need_input_grad, need_weight_grad)
 
 
 def triton_forward(*args):
@@ -111,56 +126,88 @@ dispatch.register(OP, "triton", triton_forward, triton_backward)
 
 
 # ---------------------------------------------------------------- the custom op
+def _tile(t: Tensor, groups: int) -> Tensor:
+    """(3, C) -> (3, G*C): column g*C + c holds t[:, c]."""
+    return t if groups == 1 else t.repeat(1, groups)
+
+
+def _untile(t: Tensor, groups: int) -> Tensor:
+    """(3, G*C) statistics -> (G, 3, C)."""
+    return t.reshape(t.shape[0], groups, -1).transpose(0, 1).contiguous()
+
+
+def _check_groups(x: Tensor, groups: int) -> None:
+    if groups < 1 or x.shape[0] % groups:
+        raise ValueError(f"mixed_op: batch {x.shape[0]} is not a multiple of groups={groups}")
+
+
 @torch.library.custom_op("frsengine::mixed_op", mutates_args=())
 def mixed_op(x: Tensor, w3: Tensor, w5: Tensor, w7: Tensor, bn_weight: Tensor, bn_bias: Tensor,
-             alpha: Tensor, running_mean: Tensor, running_var: Tensor, training: bool,
-             eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(out, mean (3, C), biased var (3, C)); in eval the statistics used are the running ones."""
+             alpha: Tensor, running_mean: Tensor, running_var: Tensor, training: bool, eps: float,
+             groups: int = 1, keep: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(out, mean (G, 3, C), biased var (G, 3, C), saved).
+
+    ``x`` holds G groups interleaved along the batch (index i*G + g); each group is normalised with
+    its own batch statistics (in eval all use the running ones). ``keep`` returns the conv outputs
+    as ``saved`` ((3, N, C, H, W)) so the backward does not recompute them (more memory, less time);
+    otherwise ``saved`` is empty.
+    """
+    _check_groups(x, groups)
     _, impl = dispatch.select(OP, x.device)
-    return tuple(impl.forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var,
-                              training, eps))
+    out, mean, var, saved = impl.forward(x, w3, w5, w7, _tile(bn_weight, groups), _tile(bn_bias, groups), alpha,
+                                         _tile(running_mean, groups), _tile(running_var, groups), training,
+                                         eps, groups, keep)
+    return out, _untile(mean, groups), _untile(var, groups), saved
 
 
 @mixed_op.register_fake
-def _(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps):
-    return torch.empty_like(x), bn_weight.new_empty(bn_weight.shape), bn_weight.new_empty(bn_weight.shape)
+def _(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups=1, keep=False):
+    stats = bn_weight.new_empty((groups, *bn_weight.shape))
+    saved = x.new_empty((3, *x.shape)) if keep else x.new_empty(0)
+    return torch.empty_like(x), stats, torch.empty_like(stats), saved
 
 
 @torch.library.custom_op("frsengine::mixed_op_backward", mutates_args=())
 def mixed_op_backward(grad_out: Tensor, x: Tensor, w3: Tensor, w5: Tensor, w7: Tensor, bn_weight: Tensor,
-                      bn_bias: Tensor, alpha: Tensor, mean: Tensor, var: Tensor, training: bool, eps: float,
-                      need_input_grad: bool, need_weight_grad: bool
+                      bn_bias: Tensor, alpha: Tensor, mean: Tensor, var: Tensor, saved: Tensor, training: bool,
+                      eps: float, groups: int, need_input_grad: bool, need_weight_grad: bool
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Grads of x, w3, w5, w7, bn_weight, bn_bias, alpha (empty tensors where not needed)."""
     _, impl = dispatch.select(OP, x.device)
-    return tuple(impl.backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, training,
-                               eps, need_input_grad, need_weight_grad))
+    mean_t, var_t = (s.transpose(0, 1).reshape(3, -1).contiguous() for s in (mean, var))
+    gx, g3, g5, g7, gg, gb, ga = impl.backward(grad_out, x, w3, w5, w7, _tile(bn_weight, groups),
+                                               _tile(bn_bias, groups), alpha, mean_t, var_t, saved, training,
+                                               eps, groups, need_input_grad, need_weight_grad)
+    c = bn_weight.shape[1]
+    return gx, g3, g5, g7, gg.reshape(3, groups, c).sum(1), gb.reshape(3, groups, c).sum(1), ga
 
 
 @mixed_op_backward.register_fake
-def _(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, training, eps, need_input_grad,
-      need_weight_grad):
+def _(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps, groups,
+      need_input_grad, need_weight_grad):
     gx = torch.empty_like(x) if need_input_grad else x.new_empty(0)
     gws = [torch.empty_like(w) if need_weight_grad else w.new_empty(0) for w in (w3, w5, w7)]
     return (gx, *gws, torch.empty_like(bn_weight), torch.empty_like(bn_bias), torch.empty_like(alpha))
 
 
 def _setup_context(ctx, inputs, output):
-    x, w3, w5, w7, bn_weight, bn_bias, alpha, _, _, training, eps = inputs
-    _, mean, var = output
-    # Only the input, parameters and per-channel statistics are kept: backward recomputes the convs.
-    ctx.save_for_backward(x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var)
+    x, w3, w5, w7, bn_weight, bn_bias, alpha, _, _, training, eps, *rest = inputs
+    _, mean, var, saved = output
+    # The input, parameters, per-channel statistics and (keep mode only) the conv outputs.
+    ctx.save_for_backward(x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved)
     ctx.training, ctx.eps = training, eps
+    ctx.groups = rest[0] if rest else 1
 
 
-def _backward(ctx, grad_out, _grad_mean, _grad_var):
-    x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var = ctx.saved_tensors
+def _backward(ctx, grad_out, _grad_mean, _grad_var, _grad_saved):
+    x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved = ctx.saved_tensors
     need = ctx.needs_input_grad
     need_x, need_w = need[0], any(need[1:4])
-    gx, g3, g5, g7, gg, gb, ga = mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean,
-                                                   var, ctx.training, ctx.eps, need_x, need_w)
+    gx, g3, g5, g7, gg, gb, ga = mixed_op_backward(grad_out.contiguous(), x, w3, w5, w7, bn_weight, bn_bias,
+                                                   alpha, mean, var, saved, ctx.training, ctx.eps, ctx.groups,
+                                                   need_x, need_w)
     return (gx if need_x else None, g3 if need_w else None, g5 if need_w else None, g7 if need_w else None,
-            gg, gb, ga, None, None, None, None)
+            gg, gb, ga, None, None, None, None, None, None)
 
 
 mixed_op.register_autograd(_backward, setup_context=_setup_context)
@@ -181,19 +228,28 @@ def update_running_stats(running_mean: Tensor, running_var: Tensor, mean: Tensor
 def fused_mixed_op(x: Tensor, weights: Tensor, w3: Tensor, w5: Tensor, w7: Tensor, bn_weight: Tensor,
                    bn_bias: Tensor, running_mean: Tensor, running_var: Tensor, training: bool,
                    momentum: float | None = 0.1, eps: float = 1e-5,
-                   num_batches_tracked: Tensor | None = None) -> Tensor:
-    """Functional fused mixed op; in training updates ``running_mean``/``running_var`` (3, C) in place."""
-    out, mean, var = mixed_op(x, w3, w5, w7, bn_weight, bn_bias, weights, running_mean, running_var,
-                              training, eps)
+                   num_batches_tracked: Tensor | None = None, groups: int = 1, keep: bool = False) -> Tensor:
+    """Functional fused mixed op; in training updates ``running_mean``/``running_var`` (3, C) in place,
+    once per group in group order (as running the groups one after the other would)."""
+    out, mean, var, _ = mixed_op(x, w3, w5, w7, bn_weight, bn_bias, weights, running_mean, running_var,
+                                 training, eps, groups, keep)
     if training:
-        update_running_stats(running_mean, running_var, mean.detach(), var.detach(),
-                             x.shape[0] * x.shape[2] * x.shape[3], momentum, num_batches_tracked)
+        count = x.shape[0] // groups * x.shape[2] * x.shape[3]
+        for g in range(groups):
+            update_running_stats(running_mean, running_var, mean[g].detach(), var[g].detach(), count, momentum,
+                                 num_batches_tracked)
     return out
 
 
-def mixed_op_module_forward(module, x: Tensor, weights: Tensor) -> Tensor:
-    """Run a default-op-set ``frsengine.nas.ops.MixedOp`` through the fused op (same results, same
-    running-statistics updates as ``module(x, weights)``)."""
+def mixed_op_module_forward(module, x: Tensor, weights: Tensor, groups: int = 1, keep: bool = False,
+                            repeat_updates: int = 1) -> Tensor:
+    """Run a default-op-set ``frsengine.nas.ops.MixedOp`` through the fused op.
+
+    Same results and running-statistics updates as ``module(x_g, weights)`` for each group g of
+    ``x`` in turn (groups interleaved along the batch, see :func:`mixed_op`). ``repeat_updates``
+    applies every update that many times: an edge whose input is shared by several branches runs
+    once but updates its statistics as if it had run once per branch.
+    """
     if tuple(module.op_names) != DEFAULT_OP_NAMES:
         raise ValueError(f"the fused mixed op covers the op set {DEFAULT_OP_NAMES}, got {tuple(module.op_names)}")
     convs = [module.ops[i] for i in (1, 2, 3)]
@@ -211,11 +267,13 @@ def mixed_op_module_forward(module, x: Tensor, weights: Tensor) -> Tensor:
         rv = torch.stack([bn.running_var for bn in bns])
     else:
         rm = rv = torch.zeros_like(bn_weight)
-    out, mean, var = mixed_op(x, *(op.conv.weight for op in convs), bn_weight, bn_bias, weights, rm, rv,
-                              training, bn0.eps)
+    out, mean, var, _ = mixed_op(x, *(op.conv.weight for op in convs), bn_weight, bn_bias, weights, rm, rv,
+                                 training, bn0.eps, groups, keep)
     if bn0.training and bn0.track_running_stats:
-        count = x.shape[0] * x.shape[2] * x.shape[3]
-        for k, bn in enumerate(bns):
-            update_running_stats(bn.running_mean, bn.running_var, mean[k].detach(), var[k].detach(), count,
-                                 bn.momentum, bn.num_batches_tracked)
+        count = x.shape[0] // groups * x.shape[2] * x.shape[3]
+        for g in range(groups):
+            for _ in range(repeat_updates):
+                for k, bn in enumerate(bns):
+                    update_running_stats(bn.running_mean, bn.running_var, mean[g, k].detach(), var[g, k].detach(),
+                                         count, bn.momentum, bn.num_batches_tracked)
     return out

@@ -70,6 +70,48 @@ def test_momentum_none_cumulative_average(backend, use_backend):
         assert_close(bg.double(), bw.double(), STATS_RTOL, name)
 
 
+def _grouped_case(groups, n, c, h, w, training, keep):
+    """The fused op on G groups interleaved along the batch vs the oracle run on each group in turn."""
+    oracle, fused = oracle_pair(c, training)
+    xs = [torch.randn(n, c, h, w) for _ in range(groups)]
+    a = torch.softmax(torch.randn(4), 0)
+    a_o, a_f = a.clone().requires_grad_(), a.clone().requires_grad_()
+    xs_o = [x.clone().requires_grad_() for x in xs]
+    x_f = torch.stack(xs, 1).reshape(n * groups, c, h, w).requires_grad_()   # index i*G + g
+    want = torch.stack([oracle(x, a_o) for x in xs_o], 1).reshape(n * groups, c, h, w)
+    got = mixed_op_module_forward(fused, x_f, a_f, groups=groups, keep=keep)
+    tag = f"G={groups} {(n, c, h, w)} {'train' if training else 'eval'} keep={keep}"
+    assert_close(got, want, FWD_RTOL, f"forward {tag}")
+    g = torch.randn_like(want)
+    wants = torch.autograd.grad(want, [*xs_o, a_o, *oracle.parameters()], g)
+    gots = torch.autograd.grad(got, [x_f, a_f, *fused.parameters()], g)
+    assert_close(gots[0], torch.stack(wants[:groups], 1).reshape(x_f.shape), GRAD_RTOL, f"grad x {tag}")
+    names = ["alpha"] + [name for name, _ in oracle.named_parameters()]
+    for name, gw, gg in zip(names, wants[groups:], gots[1:]):
+        assert_close(gg, gw, GRAD_RTOL, f"grad {name} {tag}")
+    for (name, bw), bg in zip(oracle.named_buffers(), fused.buffers()):
+        if bw.dtype == torch.long:
+            assert torch.equal(bg, bw), f"{name}: {bg} != {bw} ({tag})"
+        else:
+            assert_close(bg, bw, STATS_RTOL, f"{name} {tag}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_grouped_batch_matches_oracle_per_group(backend, training, use_backend):
+    """Batched branches: per-group BN statistics and updates equal running the groups one by one."""
+    use_backend(backend)
+    for i, (n, c, h, w) in enumerate(_shapes(backend)[:3]):
+        _grouped_case(2 + i % 2, n, c, h, w, training, keep=i % 2 == 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keep_mode_matches_recompute(backend, use_backend):
+    use_backend(backend)
+    n, c, h, w = _shapes(backend)[0]
+    _grouped_case(1, n, c, h, w, True, keep=True)
+
+
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 def test_backward_does_not_touch_running_stats(backend, use_backend):
     use_backend(backend)
@@ -102,6 +144,11 @@ def test_saves_only_input_parameters_and_statistics(backend, use_backend):
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         m(x, torch.softmax(torch.randn(4), 0).requires_grad_())
     assert sum(saved) > 6 * x.numel()  # the plain path really keeps the activations
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mixed_op_module_forward(m, x, torch.softmax(torch.randn(4), 0).requires_grad_(), keep=True)
+    # keep mode: x plus the three conv outputs, still well below the plain path.
+    assert 4 * x.numel() <= sum(saved) <= 4 * x.numel() + 2 * weights + 64 * c, saved
 
 
 def _op_args(dtype, training, n=2, c=3, h=5, w=6):
@@ -132,12 +179,15 @@ def test_opcheck(backend, training, use_backend, single_thread):
     use_backend(backend)
     args = _op_args(torch.float32, training)
     torch.library.opcheck(torch.ops.frsengine.mixed_op.default, args)
-    out, mean, var = mixed_op(*args)
+    out, mean, var, saved = mixed_op(*args)
     g = torch.randn_like(out)
     detached = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
     torch.library.opcheck(torch.ops.frsengine.mixed_op_backward.default,
-                          (g, *detached[:7], mean, var, training, 1e-5, True, False),
+                          (g, *detached[:7], mean, var, saved, training, 1e-5, 1, True, False),
                           test_utils=("test_schema", "test_faketensor"))
+    # Grouped batch (2 groups of 2), conv outputs kept.
+    args = _op_args(torch.float32, training, n=4)
+    torch.library.opcheck(torch.ops.frsengine.mixed_op.default, (*args, 2, True))
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
