@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from frsengine.nas.cell import DerivedCell, SearchCell, aggregate_branches, num_edges, resample
+from frsengine.nas.fused import fused_node
 from frsengine.nas.ops import ConvBR, get_op_set
 from frsengine.nas.space import SpaceConfig
 
@@ -173,6 +174,9 @@ class GridSearchSpace(nn.Module):
         self.register_buffer("beta_mask", beta_mask(L, K), persistent=False)
         self.alphas = nn.Parameter(cfg.arch_init_std * torch.randn(num_edges(cfg.steps), len(self.op_set)))
         self.betas = nn.Parameter(cfg.arch_init_std * torch.randn(L, K, 3))
+        # Plain cells by default; frsengine.nas.fused.use_fused_search switches to the fused path.
+        self.fused = False
+        self.fused_keep = True
 
     def normalized_alphas(self) -> torch.Tensor:
         return F.softmax(self.alphas, dim=-1)
@@ -201,9 +205,12 @@ class GridSearchSpace(nn.Module):
                     continue
                 cell = self.cells[f"l{layer}_k{k}"]
                 sources = {branch_name(j, k, cfg.orientation): j for j in (k - 1, k, k + 1) if j in prev}
-                outs = cell(prev_prev.get(k), {b: prev[j] for b, j in sources.items()}, alphas, sizes[k])
+                inputs = {b: prev[j] for b, j in sources.items()}
                 weights = [betas[layer, sources[b], k - sources[b] + 1] for b in cell.branches]
-                cur[k] = aggregate_branches(outs, weights)
+                if self.fused:
+                    cur[k] = fused_node(cell, prev_prev.get(k), inputs, alphas, weights, sizes[k], self.fused_keep)
+                else:
+                    cur[k] = aggregate_branches(cell(prev_prev.get(k), inputs, alphas, sizes[k]), weights)
             prev_prev, prev = prev, cur
         return prev, sizes
 
