@@ -1,6 +1,7 @@
 """Inference backends: one interface (float32 NCHW faces in [0, 1] in, same out) over
 
-- ``torch``: eager PyTorch, CPU or CUDA; fp32, or fp16/bf16 on CUDA; channels-last memory layout.
+- ``torch``: eager PyTorch, CPU or CUDA; fp32, or fp16/bf16 on CUDA (bf16 also on CPUs with
+  AVX512-BF16/AMX, opt-in: it costs accuracy); channels-last memory layout.
 - ``compile``: ``torch.compile`` (inductor, weights frozen as constants); batches are padded to the
   batch size so one compiled graph serves every call.
 - ``onnxruntime``: the package exported to ONNX (cached), run by onnxruntime's CPU provider.
@@ -66,8 +67,10 @@ class TorchBackend(Backend):
     def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32",
                  channels_last: bool = True):
         super().__init__(device, precision)
-        if precision != "fp32" and device.type != "cuda":
-            raise FrsError(f"precision {precision} is for CUDA devices; on the CPU use fp32")
+        if precision == "fp16" and device.type != "cuda":
+            raise FrsError("precision fp16 is for CUDA devices; on the CPU use fp32 (or bf16 where the CPU has it)")
+        if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+            raise FrsError("this CPU has no bf16 support (AVX512-BF16/AMX) in oneDNN: use fp32")
         self.dtype = _DTYPES[precision]
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(device, self.dtype, memory_format=self.memory_format).eval()
@@ -138,6 +141,14 @@ class TensorRTBackend(Backend):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         outs = [self.runner(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
         return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX): then bf16 on the CPU is fast."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def tensorrt_available() -> bool:

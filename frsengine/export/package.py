@@ -205,6 +205,27 @@ def load_package(path: str | os.PathLike | None) -> ModelPackage:
     return ModelPackage(path, genotype, meta, state)
 
 
+def package_from_files(genotype_path: str | os.PathLike, weights_path: str | os.PathLike, preset: str = "default",
+                       input_size: int = 128) -> ModelPackage:
+    """An in-memory package from a genotype JSON file and a plain safetensors state dict (the
+    ``--genotype G --weights W`` form of ``frsengine build-engine``), validated like a package."""
+    from frsengine.nas.genotype import load_genotype
+
+    try:
+        genotype = load_genotype(genotype_path)
+    except GenotypeError as exc:
+        raise PackageError(str(exc)) from None
+    state, _ = _load_tensors(Path(weights_path))
+    folded = not any(k.endswith("running_mean") for k in state)
+    reference = _empty_network(genotype, preset, folded)
+    _check_weights(reference, state, f"{weights_path}")
+    meta = {"format": FORMAT, "version": VERSION, "network": genotype.network, "preset": preset,
+            "input_size": [input_size, input_size], "bn_folded": folded,
+            "genotype_sha256": genotype_hash(genotype), "weights_sha256": weights_hash(state)}
+    _check_meta(Path(weights_path), meta)
+    return ModelPackage(Path(weights_path), genotype, meta, state)
+
+
 def _version() -> str:
     from frsengine import __version__
 

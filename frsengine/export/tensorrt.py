@@ -35,10 +35,16 @@ def import_tensorrt():
     try:
         import tensorrt
     except ImportError:
-        raise MissingDependencyError(
-            "tensorrt", "building or running TensorRT engines (NVIDIA GPU and driver required)",
-            "tensorrt (NVIDIA's wheel matching your CUDA, e.g. tensorrt-cu12); --onnx-only works without it") from None
+        raise TensorRTMissing() from None
     return tensorrt
+
+
+class TensorRTMissing(MissingDependencyError):
+    def __init__(self):
+        FrsError.__init__(self, "TensorRT is not installed: on a machine with an NVIDIA GPU run `.venv/bin/pip install "
+                          "tensorrt` (NVIDIA's wheel for your CUDA version); without it use --onnx-only / the "
+                          "onnxruntime or torch backend")
+        self.package = "tensorrt"
 
 
 @dataclass(frozen=True)

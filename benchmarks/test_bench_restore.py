@@ -1,0 +1,120 @@
+"""Faces/s of restoration at 128x128, batch 1/8/32, per backend, ratios against plain eager
+PyTorch (fp32, NCHW) measured in the same run.
+
+Network: the derived FRSNet of configs/genotypes/frsnet-seed0.json, 'default' preset (2.80 M
+parameters, 5.1 GFLOPs/face), BN folded, **random weights** (seeded): speed does not depend on
+the weights. Each backend is the one ``frsengine.restore`` runs (frsengine.export.backends); the
+timed call is one model batch (host tensor in, host tensor out), no decoding.
+
+    .venv/bin/python -m pytest benchmarks/test_bench_restore.py                       # CPU
+    FRS_BENCH_DEVICE=cuda python -m pytest benchmarks/test_bench_restore.py           # GPU
+
+CPU rows: eager (baseline), eager channels-last (the ``torch`` backend), ``compile``
+(torch.compile, inductor, frozen weights), ``onnxruntime``; plus eager bf16 where the CPU has
+AVX512-BF16/AMX (lower precision: its max abs error against fp32 is recorded).
+GPU rows: eager fp32 (baseline), eager fp16, eager bf16, compile fp32, compile fp16, TensorRT fp16 if
+``tensorrt`` imports. FRS_BENCH_THREADS sets torch/onnxruntime CPU threads (default: all cores);
+FRS_BENCH_BATCHES overrides the batch sizes (e.g. "1,8"). Compile time is not counted (warm-up).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+import pytest
+import torch
+
+from frsengine.export.backends import (CompileBackend, OnnxRuntimeBackend, TorchBackend, cpu_has_bf16,
+                                       tensorrt_available)
+from frsengine.export.package import load_package, save_package
+
+DEVICE = os.environ.get("FRS_BENCH_DEVICE", "cpu")
+THREADS = int(os.environ.get("FRS_BENCH_THREADS", "0")) or os.cpu_count()
+BATCHES = [int(b) for b in os.environ.get("FRS_BENCH_BATCHES", "1,8,32").split(",")]
+GENOTYPE = os.path.join(os.path.dirname(__file__), "..", "configs", "genotypes", "frsnet-seed0.json")
+SIZE = 128
+
+if DEVICE == "cuda" and not torch.cuda.is_available():
+    pytest.skip("FRS_BENCH_DEVICE=cuda but torch sees no CUDA device", allow_module_level=True)
+
+CPU_CASES = ["eager", "eager-channels-last", "compile", "onnxruntime"] + (["eager-bf16"] if cpu_has_bf16() else [])
+GPU_CASES = ["eager-fp32", "eager-fp16", "eager-bf16", "compile-fp32", "compile-fp16"] + (
+    ["tensorrt-fp16"] if tensorrt_available() else [])
+CASES = GPU_CASES if DEVICE == "cuda" else CPU_CASES
+BASELINE = CASES[0]
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    from frsengine.models import build_derived
+    from frsengine.nas.genotype import load_genotype
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    model = build_derived(load_genotype(GENOTYPE), "default")
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ.setdefault("FRSENGINE_CACHE", str(cache))  # ONNX export / engines of this run only
+    path = save_package(model, cache / "frsnet-seed0-random", preset="default", input_size=SIZE,
+                        training_data="untrained (random initialisation): speed benchmark only")
+    return load_package(path)
+
+
+_backends: dict[tuple[str, int], object] = {}
+
+
+def make(case: str, package, batch: int):
+    dev = torch.device(DEVICE)
+    key = (case, batch if case.startswith(("compile", "tensorrt")) else 0)
+    if key not in _backends:
+        prec = case.rsplit("-", 1)[1] if DEVICE == "cuda" else ("bf16" if case == "eager-bf16" else "fp32")
+        if case == "eager":
+            b = TorchBackend(package.build(), dev, "fp32", channels_last=False)
+        elif case.startswith("eager"):
+            b = TorchBackend(package.build(), dev, prec, channels_last=True)
+        elif case.startswith("compile"):
+            b = CompileBackend(package.build(), dev, prec, batch_size=batch)
+        elif case == "onnxruntime":
+            b = OnnxRuntimeBackend(package, dev, threads=THREADS)
+        else:
+            from frsengine.export.backends import TensorRTBackend
+
+            b = TensorRTBackend(package, dev, "fp16", batch_size=batch)
+        _backends[key] = b
+    return _backends[key]
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("case", CASES)
+def test_restore_throughput(benchmark, report, package, case, batch):
+    backend = make(case, package, batch)
+    x = torch.rand(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+
+    def run():
+        y = backend(x)
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+        return y
+
+    t0 = time.perf_counter()
+    y = run()  # warm-up: compilation, ONNX export, engine build, allocator
+    warmup_s = time.perf_counter() - t0
+    ref = make(BASELINE, package, batch)(x).cpu()
+    err = float((y.cpu().float() - ref).abs().max())
+    benchmark.group = f"restore {DEVICE}: {SIZE}x{SIZE} FRSNet seed0/default (random weights), batch {batch}"
+    report(benchmark, items=batch, baseline=(case == BASELINE), max_abs_err_vs_baseline=err,
+           warmup_s=round(warmup_s, 1), threads=THREADS, device=DEVICE,
+           gpu=torch.cuda.get_device_name(0) if DEVICE == "cuda" else None)
+    rounds = 3 if DEVICE == "cpu" and batch >= 8 else 10
+    if DEVICE == "cuda":
+        rounds = 30
+    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    if "bf16" not in case and "fp16" not in case:
+        assert err < 1e-3, f"{case} differs from the fp32 eager baseline by {err}"
+
+
+if importlib.util.find_spec("tensorrt") is None and DEVICE == "cuda":
+    @pytest.mark.skip(reason="tensorrt is not installed: TensorRT rows need `pip install tensorrt` on the GPU machine")
+    def test_tensorrt_missing():
+        pass
