@@ -1,0 +1,148 @@
+"""Student vs dlib on held-out faces, against the teacher (dlib on the HQ face).
+
+Severities (the `paper` preset, seeded per face):
+  none      the HQ face itself
+  moderate  paper preset with the ranges narrowed: blur sigma 0.2-2, down-scale 1-3, noise 0-6,
+            JPEG quality 60-90
+  full      the paper preset's full ranges (sigma 0.2-5, r 1-8, noise 0-15, JPEG 40-90)
+
+Metrics: NME = mean point-to-point error / outer-eye-corner distance (300-W "inter-ocular") of
+the teacher's points; parsing mIoU = IoU per class from the confusion matrix summed over all
+faces, averaged over the 10 classes (background included). dlib's landmarks are rasterised into
+parsing maps the same way as the teacher's. A dlib failure (no plausible landmarks) counts as an
+all-background map in its mIoU and is left out of its NME (reported as its failure rate); the
+student's NME on the same subset is given beside it.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from frsengine.priors.landmarks import OUTER_EYE_CORNERS, detect_landmarks, square_crop_points
+from frsengine.priors.rasterize import NUM_CLASSES, PARSING_CLASSES, parsing_maps
+
+SEVERITIES = {
+    "none": None,
+    "moderate": {"blur.sigma": (0.2, 2.0), "down.scale": (1.0, 3.0), "noise.sigma": (0.0, 6.0),
+                 "jpeg.quality": (60, 90)},
+    "full": {},
+}
+
+
+def degrade(hq: torch.Tensor, severity: str, seed: int, indices) -> torch.Tensor:
+    """(B, 3, H, W) float HQ in [0, 1] -> the LQ faces of a severity (float in [0, 1])."""
+    from frsengine.degrade import Degrader
+
+    overrides = SEVERITIES[severity]
+    if overrides is None:
+        return hq
+    return Degrader("paper", "torch", singles=False, overrides=overrides)(hq, seed=seed, indices=list(indices)).lq_full
+
+
+def nme(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) -> (N,) mean point error / outer-eye-corner distance of the target."""
+    iod = np.linalg.norm(target[:, OUTER_EYE_CORNERS[1]] - target[:, OUTER_EYE_CORNERS[0]], axis=-1)
+    return np.linalg.norm(pred - target, axis=-1).mean(-1) / iod
+
+
+def confusion(pred: np.ndarray, target: np.ndarray, k: int = NUM_CLASSES) -> np.ndarray:
+    return np.bincount(target.astype(np.int64).ravel() * k + pred.astype(np.int64).ravel(), minlength=k * k).reshape(k, k)
+
+
+def miou(conf: np.ndarray) -> tuple[float, list[float]]:
+    inter = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    return float(np.nanmean(iou)), [round(float(v), 4) for v in iou]
+
+
+def teacher_labels(root: Path, names: list[str], size: int, progress: bool = False):
+    """HQ faces (N, 3, size, size) uint8, teacher points (N, 68, 2) in that frame, and the names
+    kept (faces where dlib found nothing plausible on the HQ image are dropped)."""
+    from tqdm import tqdm
+
+    from frsengine.io.images import read_image, to_square
+
+    faces, points, kept, sources = [], [], [], {"hog": 0, "fallback": 0, "none": 0}
+    for name in tqdm(names, desc="teacher on HQ", unit="face", disable=not progress):
+        img, _ = read_image(root / name)
+        res = detect_landmarks(img)
+        sources[res.source] += 1
+        if not res.ok:
+            continue
+        faces.append(torch.from_numpy(to_square(img, size)).permute(2, 0, 1))
+        points.append(square_crop_points(res.points, img.shape[0], img.shape[1], size))
+        kept.append(name)
+    return torch.stack(faces), np.stack(points), kept, sources
+
+
+@torch.no_grad()
+def evaluate(root: str | Path, names: list[str], model, severities: list[str], seed: int = 1234,
+             batch_size: int = 32, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    root = Path(root)
+    size = model.config.size
+    faces, teacher, kept, sources = teacher_labels(root, names, size, progress)
+    teacher_parse = parsing_maps(teacher, size)
+    n = len(kept)
+    model.eval()
+    out = {"faces": n, "teacher_sources": sources, "threads": torch.get_num_threads(), "seed": seed,
+           "classes": list(PARSING_CLASSES), "severities": {}}
+    for sev in severities:
+        lq_all, s_pts, s_parse, s_time = [], [], [], 0.0
+        for start in range(0, n, batch_size):
+            hq = faces[start:start + batch_size].float() / 255.0
+            lq = degrade(hq, sev, seed, range(start, start + hq.shape[0]))
+            lq_all.append((lq * 255).round().clamp(0, 255).to(torch.uint8))
+            x = lq_all[-1].float() / 255.0  # the student sees exactly the uint8 image dlib gets
+            t0 = time.perf_counter()
+            o = model(x)
+            s_time += time.perf_counter() - t0
+            s_pts.append(o.landmarks.numpy())
+            s_parse.append(o.parsing.argmax(1).to(torch.uint8).numpy())
+        lq_u8 = torch.cat(lq_all).permute(0, 2, 3, 1).contiguous().numpy()
+        s_pts, s_parse = np.concatenate(s_pts), np.concatenate(s_parse)
+        d_pts = np.full_like(teacher, np.nan)
+        d_src = []
+        t0 = time.perf_counter()
+        for i in tqdm(range(n), desc=f"dlib on LQ ({sev})", unit="face", disable=not progress):
+            res = detect_landmarks(lq_u8[i])
+            d_src.append(res.source)
+            d_pts[i] = res.points
+        d_time = time.perf_counter() - t0
+        d_parse = parsing_maps(d_pts, size)
+        ok = np.array([s != "none" for s in d_src])
+        s_nme, d_nme = nme(s_pts, teacher), nme(d_pts[ok], teacher[ok]) if ok.any() else np.array([np.nan])
+        s_miou, s_iou = miou(confusion(s_parse, teacher_parse))
+        d_miou, d_iou = miou(confusion(d_parse, teacher_parse))
+        out["severities"][sev] = {
+            "student": {"nme": float(s_nme.mean()), "nme_median": float(np.median(s_nme)),
+                        "nme_on_dlib_ok": float(s_nme[ok].mean()) if ok.any() else float("nan"),
+                        "fail_008": float((s_nme > 0.08).mean()), "miou": s_miou, "iou": s_iou,
+                        "faces_per_s": n / s_time},
+            "dlib": {"nme": float(d_nme.mean()), "nme_median": float(np.median(d_nme)),
+                     "failure_rate": float(1 - ok.mean()),
+                     "hog_miss_rate": float(np.mean([s != "hog" for s in d_src])),
+                     "fail_008": float(((~ok).sum() + (d_nme > 0.08).sum()) / n),
+                     "miou": d_miou, "iou": d_iou, "faces_per_s": n / d_time},
+        }
+    return out
+
+
+def format_table(result: dict) -> str:
+    lines = [f"{result['faces']} held-out faces (teacher on HQ: {result['teacher_sources']}); "
+             f"torch threads {result['threads']}",
+             "severity | method  | NME mean | NME median | NME>0.08 or fail | dlib failed | HOG missed | mIoU   | faces/s",
+             "---------|---------|----------|------------|------------------|-------------|------------|--------|--------"]
+    for sev, r in result["severities"].items():
+        s, d = r["student"], r["dlib"]
+        lines.append(f"{sev:8s} | student | {s['nme']:.4f}   | {s['nme_median']:.4f}     | {s['fail_008']:.3f}            | "
+                     f"-           | -          | {s['miou']:.4f} | {s['faces_per_s']:.1f}")
+        lines.append(f"{sev:8s} | dlib    | {d['nme']:.4f}   | {d['nme_median']:.4f}     | {d['fail_008']:.3f}            | "
+                     f"{d['failure_rate']:.3f}       | {d['hog_miss_rate']:.3f}      | {d['miou']:.4f} | {d['faces_per_s']:.1f}")
+        lines.append(f"{sev:8s} | (student NME on the faces dlib did not fail: {s['nme_on_dlib_ok']:.4f})")
+    return "\n".join(lines)
