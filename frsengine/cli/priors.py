@@ -68,6 +68,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=100, metavar="STEPS")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(run=run_train)
 
@@ -158,6 +159,13 @@ def run_train(args: argparse.Namespace) -> int:
     from frsengine.priors.train import TrainConfig, train_student
 
     _threads(args.threads)
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise FrsError(f"--device must be cpu or cuda, got '{args.device}'")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise FrsError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
     try:
         widths = tuple(int(v) for v in args.widths.split(","))
     except ValueError:
@@ -176,7 +184,8 @@ def run_train(args: argparse.Namespace) -> int:
                       sigma=args.sigma, preset=args.preset, seed=args.seed, checkpoint_every=args.checkpoint_every)
     print(f"student: {count_parameters(StudentPriorNet(student)):,} parameters; {len(names)} faces")
     path = train_student(faces, points, args.out, cfg, student, {"cache": str(args.cache), "faces": len(names)},
-                         progress=not args.quiet, report=lambda m: tqdm.write(m, file=sys.stderr))
+                         progress=not args.quiet, report=lambda m: tqdm.write(m, file=sys.stderr),
+                         device=args.device)
     print(f"checkpoint: {path}")
     return 0
 
