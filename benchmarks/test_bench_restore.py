@@ -12,8 +12,9 @@ timed call is one model batch (host tensor in, host tensor out), no decoding.
 CPU rows: eager (baseline), eager channels-last (the ``torch`` backend), ``compile``
 (torch.compile, inductor, frozen weights), ``onnxruntime``; plus eager bf16 where the CPU has
 AVX512-BF16/AMX (lower precision: its max abs error against fp32 is recorded).
-GPU rows: eager fp32 (baseline), eager fp16, eager bf16, compile fp32, compile fp16, TensorRT fp16 if
-``tensorrt`` imports. FRS_BENCH_THREADS sets torch/onnxruntime CPU threads (default: all cores);
+GPU rows: eager fp32 NCHW (baseline), eager fp32 channels-last, eager fp16, eager bf16 (the last two
+channels-last, as the ``torch`` backend runs them), compile fp32, compile fp16, TensorRT fp16 if
+``tensorrt`` imports (cuDNN benchmark mode on for all). FRS_BENCH_THREADS sets torch/onnxruntime CPU threads (default: all cores);
 FRS_BENCH_BATCHES overrides the batch sizes (e.g. "1,8"). Compile time is not counted (warm-up).
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ if DEVICE == "cuda" and not torch.cuda.is_available():
     pytest.skip("FRS_BENCH_DEVICE=cuda but torch sees no CUDA device", allow_module_level=True)
 
 CPU_CASES = ["eager", "eager-channels-last", "compile", "onnxruntime"] + (["eager-bf16"] if cpu_has_bf16() else [])
-GPU_CASES = ["eager-fp32", "eager-fp16", "eager-bf16", "compile-fp32", "compile-fp16"] + (
+GPU_CASES = ["eager-fp32", "eager-fp32-channels-last", "eager-fp16", "eager-bf16", "compile-fp32", "compile-fp16"] + (
     ["tensorrt-fp16"] if tensorrt_available() else [])
 CASES = GPU_CASES if DEVICE == "cuda" else CPU_CASES
 BASELINE = CASES[0]
@@ -51,6 +52,7 @@ def package(tmp_path_factory):
     from frsengine.nas.genotype import load_genotype
 
     torch.set_num_threads(THREADS)
+    torch.backends.cudnn.benchmark = True  # every GPU row alike: cuDNN picks its fastest kernels
     torch.manual_seed(0)
     model = build_derived(load_genotype(GENOTYPE), "default")
     cache = tmp_path_factory.mktemp("cache")
@@ -67,8 +69,8 @@ def make(case: str, package, batch: int):
     dev = torch.device(DEVICE)
     key = (case, batch if case.startswith(("compile", "tensorrt")) else 0)
     if key not in _backends:
-        prec = case.rsplit("-", 1)[1] if DEVICE == "cuda" else ("bf16" if case == "eager-bf16" else "fp32")
-        if case == "eager":
+        prec = case.split("-")[1] if DEVICE == "cuda" else ("bf16" if case == "eager-bf16" else "fp32")
+        if case in ("eager", "eager-fp32"):  # the baseline: plain eager fp32, NCHW
             b = TorchBackend(package.build(), dev, "fp32", channels_last=False)
         elif case.startswith("eager"):
             b = TorchBackend(package.build(), dev, prec, channels_last=True)
@@ -111,7 +113,10 @@ def test_restore_throughput(benchmark, report, package, case, batch):
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
     assert y.shape == x.shape and torch.isfinite(y).all()
     if "bf16" not in case and "fp16" not in case:
-        assert err < 1e-3, f"{case} differs from the fp32 eager baseline by {err}"
+        # CUDA fp32 convolutions run as TF32 by default (torch's cuDNN setting): ~1e-3 differences
+        # between algorithms; CPU fp32 paths agree to ~1e-5. (Outputs of this random net reach ~2.)
+        tol = 1e-2 if DEVICE == "cuda" else 1e-3
+        assert err < tol, f"{case} differs from the fp32 eager baseline by {err}"
 
 
 if importlib.util.find_spec("tensorrt") is None and DEVICE == "cuda":

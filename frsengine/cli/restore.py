@@ -93,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     from frsengine.api import check_output_dir
 
     check_output_dir(args.output)  # fail before loading the model
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    log = logging.getLogger("frsengine")  # "backend auto: using ..." and the like, not other libraries' logs
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
     restorer = Restorer(args.model, backend=args.backend, device=args.device, precision=args.precision,
                         batch_size=args.batch_size, detector=args.detector, min_face=args.min_face)
     if not args.quiet:
