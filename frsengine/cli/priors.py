@@ -124,6 +124,7 @@ def run_build(args: argparse.Namespace) -> int:
     from frsengine.errors import FrsError
     from frsengine.priors.build import build_dictionary_file, default_cache_path, run_teacher, sample_names
     from frsengine.priors.dictionary import DictionaryConfig
+    from frsengine.priors.rasterize import COMPONENTS
 
     if args.crop % 4 or args.crop < 8:
         raise FrsError(f"--crop must be a multiple of 4 and at least 8, got {args.crop}")
@@ -144,7 +145,7 @@ def run_build(args: argparse.Namespace) -> int:
     config = DictionaryConfig(channels=args.channels, crop=args.crop, atoms=args.atoms,
                               temperature=args.temperature, seed=args.seed)
     path = build_dictionary_file(args.data, cache, args.out, config, progress=not args.quiet)
-    print(f"dictionary: {path} ({args.atoms} atoms x {len(('eye_left', 'eye_right', 'nose', 'mouth'))} components, "
+    print(f"dictionary: {path} ({args.atoms} atoms x {len(COMPONENTS)} components, "
           f"{args.channels} channels)")
     return 0
 

@@ -41,7 +41,7 @@ def run_teacher(root: str | os.PathLike, names: list[str], cache_path: str | os.
         cache = TeacherCache.load(cache_path)
         if cache.size != size:
             raise FrsError(f"teacher cache '{cache_path}' was made at size {cache.size}, not {size}: "
-                           "use --size {cache.size} or another --out")
+                           f"use --size {cache.size} or another --out")
     else:
         cache = TeacherCache(size, str(root))
     todo = [n for n in names if n not in cache]

@@ -98,7 +98,7 @@ def show(image: str | Path, output: str | Path, student: str | Path | None = Non
             with torch.no_grad():
                 _, attn = lookup.component_features(lq, boxes)
             canvas = face.copy()
-            for i, name in enumerate(COMPONENTS):
+            for i, name in reversed(list(enumerate(COMPONENTS))):  # mouth first: the nose box overlaps it
                 best = int(attn[0, i].argmax())
                 crop = tensors[f"medoid.{name}"][best].permute(1, 2, 0).numpy()
                 cx, cy, side = boxes[0, i].tolist()

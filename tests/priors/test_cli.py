@@ -12,7 +12,6 @@ from frsengine.priors.train import load_checkpoint, save_checkpoint
 from tests.priors.conftest import UTK
 
 pytest.importorskip("dlib", reason="dlib-bin is not installed")
-needs_data = [pytest.mark.data, pytest.mark.skipif(not UTK.is_dir(), reason=f"face data not found at {UTK}")]
 
 
 def blank_folder(root, n=3):
@@ -57,8 +56,9 @@ def test_train_with_a_missing_cache(tmp_path, capsys):
     assert rc == 2 and "run `frsengine priors build` first" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("mark", needs_data)
-def test_build_train_eval_show_on_real_faces(tmp_path, capsys, mark):
+@pytest.mark.data
+@pytest.mark.skipif(not UTK.is_dir(), reason=f"face data not found at {UTK}")
+def test_build_train_eval_show_on_real_faces(tmp_path, capsys):
     out = tmp_path / "dict.safetensors"
     rc = main(["priors", "build", "--data", str(UTK), "--limit", "24", "--atoms", "4", "--channels", "8",
                "--out", str(out), "--quiet"])

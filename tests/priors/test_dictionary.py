@@ -145,3 +145,25 @@ def test_onnx_export_matches_torch(tmp_path):
         want = lookup(x, b).detach().numpy()
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-4
+
+
+def test_prior_network_one_graph_and_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from frsengine.priors.export import export_onnx
+    from frsengine.priors.module import PriorNetwork
+    from frsengine.priors.student import StudentConfig, StudentPriorNet
+
+    net = PriorNetwork(StudentPriorNet(StudentConfig(widths=(4, 6, 8, 8), size=64)), _lookup()).eval()
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    pri = net(x)
+    assert pri.parsing.shape == (2, 10, 64, 64) and torch.allclose(pri.parsing.sum(1), torch.ones(2, 64, 64))
+    assert pri.heatmaps.shape == (2, 68, 64, 64) and pri.dictionary.shape == (2, CFG.channels, 64, 64)
+    (pri.parsing.std() + pri.heatmaps.mean() + pri.dictionary.mean()).backward()
+    assert float(x.grad.abs().sum()) > 0
+    path = export_onnx(net, (x.detach(),), tmp_path / "priors.onnx", ["face"], list(pri._fields))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"face": x.detach().numpy()})
+    with torch.no_grad():
+        want = net(x.detach())
+    for g, w in zip(got, want):
+        assert np.abs(g - w.numpy()).max() <= 1e-4

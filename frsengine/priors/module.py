@@ -1,0 +1,37 @@
+"""The three MFPSNet priors from one face batch, as one torch graph: the student's parsing
+probabilities and landmark heatmaps, and the dictionary features looked up at the component
+boxes of the student's landmarks."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from frsengine.priors.dictionary import DictionaryLookup
+from frsengine.priors.rasterize import component_boxes
+from frsengine.priors.student import StudentPriorNet
+
+
+class Priors(NamedTuple):
+    parsing: torch.Tensor     # (B, 10, H, W) class probabilities (softmax of the student's logits)
+    heatmaps: torch.Tensor    # (B, 68, H, W) Gaussians of peak 1 at the landmarks
+    dictionary: torch.Tensor  # (B, C, H, W) looked-up component features, zero off the boxes
+    landmarks: torch.Tensor   # (B, 68, 2)
+    boxes: torch.Tensor       # (B, 4, 3) component boxes (cx, cy, side)
+
+
+class PriorNetwork(nn.Module):
+    """forward(face (B, 3, H, W) in [0, 1], e.g. the first-pass restoration) -> Priors.
+    Gradients reach the face through every prior (the student's weights train or not as the
+    caller chooses; the dictionary is frozen). Exports to ONNX as one graph."""
+
+    def __init__(self, student: StudentPriorNet, lookup: DictionaryLookup):
+        super().__init__()
+        self.student = student
+        self.lookup = lookup
+
+    def forward(self, face: torch.Tensor) -> Priors:
+        out = self.student(face)
+        boxes = component_boxes(out.landmarks)
+        return Priors(torch.softmax(out.parsing, 1), out.heatmaps, self.lookup(face, boxes), out.landmarks, boxes)
