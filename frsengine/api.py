@@ -43,6 +43,7 @@ from frsengine.io import MIN_SIDE, list_images, read_image, write_bytes_atomic
 
 DEFAULT_BATCH = 16
 DEFAULT_MIN_FACE = 32
+PHOTO_PIXELS = 48_000_000  # whole-image mode: photos (pixels) gathered for one model batch, at most
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _KEEP_EXT = (".png", ".jpg", ".jpeg")
 
@@ -454,14 +455,18 @@ def restore_files(files: Sequence[str | os.PathLike], restorer: Restorer, *, out
                 on_item(job.report)
 
     batch = restorer.batch_size
+    # Crops: batch_size images per model call, two batches decoded ahead. Whole photos: faces of up
+    # to batch_size images per call, but at most PHOTO_PIXELS of photos in memory (float32 copies).
+    ahead = 2 * batch if aligned else max(2, workers + 1)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="frs-decode") as decode_pool, \
             ThreadPoolExecutor(1, thread_name_prefix="frs-encode") as encode_pool:
         todo = iter(range(len(files)))
-        pending: deque[tuple[int, Future]] = deque((i, decode_pool.submit(load, i)) for i in _take(todo, 2 * batch))
+        pending: deque[tuple[int, Future]] = deque((i, decode_pool.submit(load, i)) for i in _take(todo, ahead))
         written: list[Future] = []
         while pending:
-            jobs = []
-            while pending and len(jobs) < batch:
+            jobs: list[_Job] = []
+            while pending and len(jobs) < batch and (aligned or (
+                    sum(len(j.crops) for j in jobs) < batch and sum(j.rgb.size for j in jobs) < 3 * PHOTO_PIXELS)):
                 i, fut = pending.popleft()
                 pending.extend((j, decode_pool.submit(load, j)) for j in _take(todo, 1))
                 job = fut.result()

@@ -8,6 +8,7 @@ at full resolution); small ones are upsampled once so faces down to ~40 px are f
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -18,6 +19,9 @@ from frsengine.face.dlib_models import cnn_face_detector, frontal_face_detector,
 DETECTORS = ("hog", "cnn")
 DETECT_SIDE = 1600      # photos larger than this (long side) are searched scaled down to it
 UPSAMPLE_BELOW = 1000   # photos smaller than this (long side, after scaling) are searched upsampled x2
+# One dlib call at a time: the detector and predictor objects are shared (cached per process) and
+# dlib does not document them as thread-safe; decoding threads still overlap with everything else.
+_DLIB_LOCK = threading.Lock()
 
 
 @dataclass
@@ -51,6 +55,12 @@ def detect_faces(image: np.ndarray, detector: str = "hog", upsample: int | None 
     if upsample is None:
         upsample = 1 if max(small.shape[:2]) < UPSAMPLE_BELOW else 0
     small = np.ascontiguousarray(small)
+    image = np.ascontiguousarray(image)
+    with _DLIB_LOCK:
+        return _detect(dlib, image, small, scale, detector, upsample)
+
+
+def _detect(dlib, image, small, scale, detector, upsample) -> list[Face]:
     if detector == "hog":
         rects, scores, _ = frontal_face_detector().run(small, upsample, 0.0)
         found = list(zip(rects, scores))
