@@ -11,27 +11,32 @@ conv_stack.STACKED_MAX_CHANNELS).
 beta aggregation: resample up to three inputs to the node size and take the beta-weighted sum,
 forward + backward. Baseline: F.interpolate(align_corners=True) + sum under autograd.
 
+cell: one grid node of the paper-size upsampling space (3 branches, H_{l-2}, B=3), forward +
+backward in training mode, batch 4. Baseline: the plain ``SearchCell`` + ``aggregate_branches``;
+fused: ``frsengine.nas.fused.fused_node`` (keep and recompute).
+
 Peak memory (``peak_mib``): peak resident-set growth of one forward + backward, measured in a fresh
-subprocess after inputs are built and one warm-up call ran (VmHWM reset through
-/proc/self/clear_refs, so the peak is that of the measured call alone). glibc's mmap threshold is
-pinned so freed tensors return to the OS and RSS follows live memory. It counts everything the call
-allocates (activations kept for backward, gradients, oneDNN scratch), not the inputs and parameters.
+subprocess after inputs are built and one warm-up call ran (benchmarks/peak.py).
 """
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from frsengine.nas.cell import SearchCell, aggregate_branches
+from frsengine.nas.fused import fused_node
 from frsengine.nas.ops import MixedOp, get_op_set
 from frsengine.ops import dispatch
 from frsengine.ops.beta_aggregation import aggregate
 from frsengine.ops.fused_mixed import mixed_op_module_forward
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peak import peak_growth_mib, run_child  # noqa: E402
 
 BATCH = 4
 EDGES = 4
@@ -85,38 +90,56 @@ def _agg_case(channels: int, size: int, srcs, variant: str):
     return run
 
 
+# (level size, per-block width, branch input (channels, size) by name): nodes of the paper-size
+# upsampling space (filter 64, levels 16/32/64/128 px, B=3, block multiplier 3).
+CELL_SHAPES = [(32, 32, {"down": (48, 64), "same": (96, 32), "up": (192, 16)}),
+               (128, 8, {"same": (24, 128), "up": (48, 64)})]
+
+
+def _cell_case(size: int, width: int, branches: dict, variant: str):
+    torch.manual_seed(0)
+    cell = SearchCell(3, 3, width, 3 * width, {b: c for b, (c, _) in branches.items()}, get_op_set("default")).train()
+    pp = torch.randn(BATCH, 3 * width, size, size, requires_grad=True)
+    xs = {b: torch.randn(BATCH, c, s, s, requires_grad=True) for b, (c, s) in branches.items()}
+    alphas = torch.randn(9, 4, requires_grad=True)
+    betas = torch.rand(len(xs), requires_grad=True)
+    params = [pp, alphas, betas, *xs.values(), *cell.parameters()]
+    if variant != "plain":
+        os.environ[dispatch.ENV_VAR] = "cpp"
+
+    def run():
+        a, bs = F.softmax(alphas, -1), list(betas)
+        if variant == "plain":
+            out = aggregate_branches(cell(pp, xs, a, (size, size)), bs)
+        else:
+            out = fused_node(cell, pp, xs, a, bs, (size, size), keep=variant == "fused-keep")
+        torch.autograd.grad(out, params, torch.ones_like(out))
+    return run
+
+
 def _build(case: dict):
     if case["op"] == "mixed":
         return _mixed_case(case["channels"], case["size"], case["variant"])
+    if case["op"] == "cell":
+        return _cell_case(case["size"], case["width"], case["branches"], case["variant"])
     return _agg_case(case["channels"], case["size"], case["srcs"], case["variant"])
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-
-def _peak_child(case: dict) -> float:
+def _peak_child(case: dict) -> dict:
     """Runs in the subprocess: MiB of peak RSS growth during one call."""
     run = _build(case)
     run()  # warm-up: lazy initialisation, oneDNN primitive caches
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current RSS
-    before = _rss_kib("VmRSS")
-    run()
-    return (_rss_kib("VmHWM") - before) / 1024
+    return {"peak_mib": peak_growth_mib(run)}
 
 
 def peak_mib(case: dict) -> float | None:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    proc = subprocess.run([sys.executable, __file__, json.dumps(case)], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        return None
-    return float(proc.stdout.strip().splitlines()[-1])
+    result = run_child(__file__, case)
+    return None if result is None else result["peak_mib"]
 
 
 MIXED_VARIANTS = ["plain"] + (["fused", "fused-stacked", "fused-separate"] if CPP else [])
 AGG_VARIANTS = ["plain"] + (["fused"] if CPP else [])
+CELL_VARIANTS = ["plain"] + (["fused-keep", "fused-recompute"] if CPP else [])
 
 
 @pytest.fixture(autouse=True)
@@ -149,5 +172,16 @@ def test_beta_aggregation_fwd_bwd(benchmark, report, channels, size, srcs, varia
     benchmark.pedantic(run, rounds=10, iterations=1, warmup_rounds=1)
 
 
+@pytest.mark.parametrize("variant", CELL_VARIANTS)
+@pytest.mark.parametrize("size,width,branches", CELL_SHAPES, ids=[f"{s}px-{len(b)}branches" for s, _, b in CELL_SHAPES])
+def test_cell_fwd_bwd(benchmark, report, size, width, branches, variant):
+    case = {"op": "cell", "size": size, "width": width, "branches": branches, "variant": variant}
+    run = _build(case)
+    run()
+    benchmark.group = f"search cell fwd+bwd: {size}x{size}, width {width}, {len(branches)} branches, batch {BATCH}"
+    report(benchmark, items=BATCH, baseline=(variant == "plain"), peak_mib=peak_mib(case))
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+
+
 if __name__ == "__main__":  # the peak-memory subprocess
-    print(_peak_child(json.loads(sys.argv[1])))
+    print(json.dumps(_peak_child(json.loads(sys.argv[1]))))

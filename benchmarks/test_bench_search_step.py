@@ -1,73 +1,39 @@
-"""One search step of the plain-PyTorch FRSNet supernet (the baseline fused kernels must beat).
+"""One search step (weight step, then architecture step), plain vs fused path, in the same run.
 
-A step = weight phase (forward, backward, SGD step on w) then architecture phase (forward,
-backward, Adam step on alpha/beta), first-order as Algorithm 1, 128x128 input, training-mode BN.
-The arch phase runs a full backward (weight gradients included, as the authors' code does); skipping
-those is one of the savings the fused path is measured on.
+    .venv/bin/python -m pytest benchmarks/test_bench_search_step.py
+    FRS_BENCH_FULL=1 .venv/bin/python -m pytest benchmarks/test_bench_search_step.py   # + paper sizes
+    FRS_BENCH_DEVICE=cuda ...                                                         # on a GPU machine
 
-    .venv/bin/python -m pytest benchmarks/test_bench_search_step.py --benchmark-enable
-    FRS_BENCH_FULL=1 ... -m slow                      # the paper-size supernet (5-17 s per step on CPU)
-    FRS_BENCH_DEVICE=cuda ...                         # on a GPU machine
-
-By default the CPU-sized ``small`` preset runs at batch 1/2/4; the paper-size (``default``) cases
-are marked slow and skipped unless FRS_BENCH_FULL=1.
+The step and the paths are those of benchmarks/search_step.py (read its docstring); that script
+also measures peak memory, each case in its own process, and prints the table the README quotes.
+By default the CPU-sized ``frsnet-small`` runs at batch 1/4; FRS_BENCH_FULL=1 adds the authors'
+search model and the paper-size FRSNet supernet at batch 1/4 (5-25 s per step on a 2-core CPU).
 """
 from __future__ import annotations
 
 import os
-import resource
+import sys
 
 import pytest
-import torch
-import torch.nn.functional as F
 
-from frsengine.models import build_supernet
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from search_step import PATHS, make_step  # noqa: E402
 
 DEVICE = os.environ.get("FRS_BENCH_DEVICE", "cpu")
 FULL = os.environ.get("FRS_BENCH_FULL") == "1"
 full_only = [pytest.mark.slow,
-             pytest.mark.skipif(not FULL, reason="paper-size supernet: set FRS_BENCH_FULL=1 (GPU work)")]
+             pytest.mark.skipif(not FULL, reason="paper-size supernets: set FRS_BENCH_FULL=1")]
 
-CASES = [pytest.param("small", b, id=f"small-b{b}") for b in (1, 2, 4)] + [
-    pytest.param("default", b, id=f"default-b{b}", marks=full_only) for b in (1, 2, 4)]
-
-
-def make_step(preset: str, batch: int, size: int = 128):
-    torch.manual_seed(0)
-    model = build_supernet("frsnet", preset).to(DEVICE).train()
-    # Paper Sec. 4.2: SGD (lr 0.025) for w, Adam (lr 1e-4, weight decay 1e-3) for alpha/beta.
-    w_opt = torch.optim.SGD(model.weight_parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    a_opt = torch.optim.Adam(model.arch_parameters(), lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    g = torch.Generator(device="cpu").manual_seed(1)
-    lq_a, hq_a, lq_b, hq_b = (torch.rand(batch, 3, size, size, generator=g).to(DEVICE) for _ in range(4))
-
-    def step():
-        w_opt.zero_grad(set_to_none=True)
-        F.l1_loss(model(lq_a), hq_a).backward()
-        w_opt.step()
-        a_opt.zero_grad(set_to_none=True)
-        model.zero_grad(set_to_none=True)
-        F.l1_loss(model(lq_b), hq_b).backward()
-        a_opt.step()
-        if DEVICE.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    return model, step
+CASES = [pytest.param("frsnet-small", b, id=f"frsnet-small-b{b}") for b in (1, 4)] + [
+    pytest.param(m, b, id=f"{m}-b{b}", marks=full_only) for m in ("authors", "frsnet") for b in (1, 4)]
 
 
-@pytest.mark.parametrize("preset,batch", CASES)
-def test_search_step(benchmark, preset, batch):
-    model, step = make_step(preset, batch)
-    step()   # warm-up: allocator and first-call overheads
-    if DEVICE.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("model,batch", CASES)
+def test_search_step(benchmark, report, model, batch, path):
+    net, step = make_step(model, batch, path, DEVICE)
+    step()   # warm-up: optimizer state, primitive caches
+    benchmark.group = f"search step {model}, batch {batch}, 128x128, {DEVICE}"
+    report(benchmark, items=batch, baseline=(path == "reference"))
     benchmark.pedantic(step, rounds=3, iterations=1)
-    benchmark.extra_info.update({
-        "device": DEVICE, "preset": preset, "batch": batch, "size": 128,
-        "threads": torch.get_num_threads(),
-        "weights": sum(p.numel() for p in model.weight_parameters()),
-        "arch": sum(p.numel() for p in model.arch_parameters()),
-        "peak_rss_gib_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        **({"peak_cuda_gib": torch.cuda.max_memory_allocated() / 2**30} if DEVICE.startswith("cuda") else {}),
-    })
-    assert all(p.grad is not None for p in model.arch_parameters())
+    assert all(p.grad is not None for p in net.arch_parameters())

@@ -70,6 +70,36 @@ def test_fused_supernet_matches_plain(network, keep):
             _close(bf, bp, STATS_RTOL, name)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backend", ["cuda", "triton", "reference"])
+def test_fused_supernet_on_gpu(backend, monkeypatch):
+    """On CUDA, every implementation of the fused path against the plain cells (MFPSNet tiny).
+
+    float64 for the CUDA kernels and the reference; the Triton kernels accumulate in float32, so
+    their case runs in float32 with float32 tolerances (outputs 1e-4, gradients 2e-3).
+    """
+    from frsengine.ops import dispatch
+    if dispatch.unavailable_reason(backend, torch.device("cuda")) is not None:
+        pytest.skip(dispatch.unavailable_reason(backend, torch.device("cuda")))
+    monkeypatch.setenv(dispatch.ENV_VAR, backend)
+    dtype = torch.float32 if backend == "triton" else torch.float64
+    out_rtol, grad_rtol = (1e-4, 2e-3) if dtype == torch.float32 else (OUT_RTOL, GRAD_RTOL)
+    plain, fused = _pair("mfpsnet", True)
+    plain, fused = plain.to("cuda", dtype), fused.to("cuda", dtype)
+    args, kwargs = _inputs(plain)
+    args = tuple(a.to("cuda", dtype) for a in args)
+    kwargs = {k: {n: t.to("cuda", dtype) for n, t in v.items()} for k, v in kwargs.items()}
+    lp, outs_p = _loss(plain, args, kwargs)
+    lf, outs_f = _loss(fused, args, kwargs)
+    for a, b in zip(outs_f, outs_p):
+        _close(a, b, out_rtol, "output")
+    lp.backward()
+    lf.backward()
+    for (name, pp), pf in zip(plain.named_parameters(), fused.parameters()):
+        if pp.grad is not None:
+            _close(pf.grad, pp.grad, grad_rtol, f"grad {name}")
+
+
 def test_fused_eval_mode_matches_plain():
     plain, fused = _pair("frsnet", True)
     args, kwargs = _inputs(plain)
@@ -96,3 +126,31 @@ def test_switch_back_to_plain():
     _, fused = _pair("frsnet", True)
     assert use_fused_search(fused, enabled=False) == 1
     assert not any(getattr(m, "fused", False) for m in fused.modules())
+
+
+def test_authors_search_model_sizes_and_fused_path():
+    """The authors' search model: 108 arch parameters (one prior grid), ~17.8 M weights (theirs: 17.6 M),
+    and the fused path gives its outputs and architecture gradients."""
+    from pathlib import Path
+
+    from frsengine.models.prior_search import PriorSearchNet
+    from frsengine.nas.genotype import load_genotype
+
+    up = load_genotype(Path(__file__).resolve().parents[2] / "configs" / "genotypes" / "frsnet-seed0.json")
+    torch.manual_seed(0)
+    plain = PriorSearchNet(up).double().train()
+    assert sum(p.numel() for p in plain.arch_parameters()) == 108
+    assert 17.0e6 < sum(p.numel() for p in plain.weight_parameters()) < 18.5e6
+    fused = copy.deepcopy(plain)
+    assert use_fused_search(fused) == 1
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    priors = {"parsing": torch.rand(2, 19, 32, 32, dtype=torch.float64)}
+    out_p = plain(x, priors)
+    F.l1_loss(out_p, x).backward()
+    with frozen(fused.weight_parameters()):
+        out_f = fused(x, priors)
+        F.l1_loss(out_f, x).backward()
+    _close(out_f, out_p, OUT_RTOL, "output")
+    assert all(p.grad is None for p in fused.weight_parameters())
+    for pp, pf in zip(plain.arch_parameters(), fused.arch_parameters()):
+        _close(pf.grad, pp.grad, GRAD_RTOL, "arch grad")

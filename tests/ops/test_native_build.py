@@ -56,6 +56,24 @@ def test_gpu_kernels_match_reference(backend, monkeypatch):
             assert_close(gg, gw, 1e-3, "grad")
         for bw, bg in zip(oracle.buffers(), fused.buffers()):
             assert_close(bg.double(), bw.double(), 1e-4, "running stats")
+    # Batched branches: 3 groups interleaved along the batch vs the oracle per group; keep mode.
+    for keep in (True, False):
+        oracle, fused = oracle_pair(16, True)
+        oracle, fused = oracle.cuda(), fused.cuda()
+        xs_o = [torch.randn(2, 16, 20, 24, device="cuda", requires_grad=True) for _ in range(3)]
+        x = torch.stack([t.detach() for t in xs_o], 1).reshape(6, 16, 20, 24).requires_grad_()
+        a = torch.softmax(torch.randn(4, device="cuda"), 0)
+        want = torch.stack([oracle(t, a) for t in xs_o], 1).reshape(6, 16, 20, 24)
+        got = mixed_op_module_forward(fused, x, a, groups=3, keep=keep)
+        assert_close(got, want, 1e-4, f"grouped forward keep={keep}")
+        g = torch.randn_like(want)
+        gw = torch.autograd.grad(want, [*xs_o, *oracle.parameters()], g)
+        gg = torch.autograd.grad(got, [x, *fused.parameters()], g)
+        assert_close(gg[0], torch.stack(gw[:3], 1).reshape(6, 16, 20, 24), 1e-3, "grouped grad x")
+        for w_, g_ in zip(gw[3:], gg[1:]):
+            assert_close(g_, w_, 1e-3, "grouped grad param")
+        for bw, bg in zip(oracle.buffers(), fused.buffers()):
+            assert_close(bg.double(), bw.double(), 1e-4, "grouped running stats")
     xs = [torch.randn(2, 8, *s, device="cuda", requires_grad=True) for s in ((9, 10), (17, 20), (34, 40))]
     beta = torch.rand(3, device="cuda", requires_grad=True)
     ref = sum(b * torch.nn.functional.interpolate(t, size=(17, 20), mode="bilinear", align_corners=True)
