@@ -35,14 +35,25 @@ def test_onnxruntime_backend_matches_torch_backend(random_package):
     assert np.abs(a - b).max() <= 1
 
 
-def test_build_engine_onnx_only(random_package, tmp_path, capsys):
+def test_build_engine_onnx_only_from_genotype_and_weights(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from conftest import GENOTYPE, tiny_frsnet
+
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_frsnet().state_dict().items()}, str(weights))
     out = tmp_path / "model.onnx"
-    rc = main(["build-engine", "--model", str(random_package.path), "--onnx-only", "--out", str(out),
-               "--min-batch", "1", "--opt-batch", "2", "--max-batch", "4"])
+    rc = main(["build-engine", "--genotype", GENOTYPE, "--weights", str(weights), "--preset", "tiny",
+               "--onnx-only", "--out", str(out), "--min-batch", "1", "--opt-batch", "2", "--max-batch", "4"])
     text = capsys.readouterr().out
     assert rc == 0 and out.is_file()
     err = float(text.split("max abs error ")[1].split()[0])
     assert err <= 1e-4
+    # The same weights under another preset: refused before any export, one line.
+    rc = main(["build-engine", "--genotype", GENOTYPE, "--weights", str(weights), "--preset", "small",
+               "--onnx-only", "--out", str(tmp_path / "other.onnx")])
+    err_text = capsys.readouterr().err
+    assert rc == 2 and "do not match the genotype and preset" in err_text and len(err_text.strip().splitlines()) == 1
 
 
 def test_build_engine_without_tensorrt_names_what_to_install(random_package, tmp_path, capsys):
