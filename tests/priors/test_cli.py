@@ -7,8 +7,7 @@ import pytest
 from frsengine.cli import main
 from frsengine.io import read_image, write_image
 from frsengine.priors.landmarks import TeacherCache
-from frsengine.priors.student import StudentConfig, StudentPriorNet
-from frsengine.priors.train import load_checkpoint, save_checkpoint
+from frsengine.priors.train import load_checkpoint
 from tests.priors.conftest import UTK
 
 pytest.importorskip("dlib", reason="dlib-bin is not installed")
