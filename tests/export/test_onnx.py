@@ -26,12 +26,12 @@ def test_onnx_matches_torch_with_dynamic_batch(random_package):
 def test_onnxruntime_backend_matches_torch_backend(random_package):
     x = torch.rand(3, 3, 128, 128)
     y_ort, rep = frsengine.restore(x, random_package, backend="onnxruntime", return_report=True)
-    y_torch = frsengine.restore(x, random_package, backend="torch")
+    y_torch = frsengine.restore(x, random_package, backend="torch", device="cpu")
     assert rep.backend.startswith("onnxruntime")
     assert float((y_ort - y_torch).abs().max()) <= 1e-4
     img = np.random.default_rng(0).integers(0, 255, (90, 70, 3), dtype=np.uint8)
     a = frsengine.restore(img, random_package, backend="onnxruntime").astype(int)
-    b = frsengine.restore(img, random_package, backend="torch").astype(int)
+    b = frsengine.restore(img, random_package, backend="torch", device="cpu").astype(int)
     assert np.abs(a - b).max() <= 1
 
 

@@ -146,7 +146,7 @@ def test_mfpsnet_package_needs_a_prior_function(tmp_path):
     assert pkg.meta["priors"][0]["name"] == "parsing"
     img = torch.rand(1, 3, 128, 128)
     with pytest.raises(frsengine.FrsError, match="pass prior_fn"):
-        frsengine.restore(img, pkg)
+        frsengine.restore(img, pkg, device="cpu")
     with pytest.raises(frsengine.FrsError, match="cannot run MFPSNet"):
         frsengine.restore(img, pkg, backend="onnxruntime", prior_fn=lambda x: {})
     priors = get_config("mfpsnet", "tiny").priors
@@ -154,7 +154,7 @@ def test_mfpsnet_package_needs_a_prior_function(tmp_path):
     def prior_fn(x):
         return {p.name: torch.zeros(x.shape[0], p.channels, *x.shape[-2:], dtype=x.dtype) for p in priors}
 
-    out = frsengine.restore(img, pkg, prior_fn=prior_fn)
+    out = frsengine.restore(img, pkg, prior_fn=prior_fn, device="cpu")
     with torch.no_grad():
         ref = model.eval()(img, prior_fn=prior_fn)[-1].clamp(0, 1)
     assert out.shape == img.shape and torch.allclose(out, ref, atol=1e-4)

@@ -10,6 +10,13 @@ GENOTYPE = "configs/genotypes/frsnet-seed0.json"
 
 
 @pytest.fixture(autouse=True)
+def _cpu_only(monkeypatch):
+    """These tests check conversions exactly: keep the default device the CPU (fp32) also on a GPU
+    machine, where `auto` would pick CUDA fp16."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture(autouse=True)
 def _one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
