@@ -1,45 +1,52 @@
 #!/usr/bin/env bash
 # The GPU machine check, as one prepared run (a lent GPU session has ~15 device-minutes in all):
-# build frsengine._C with its CUDA sources, run the GPU tests, then the GPU benchmarks. Each stage
-# has its own time limit so a slow or failing stage never costs the later ones. Everything is
-# logged to $OUT/log (the device tool's output folder; ./gpu-out elsewhere).
+# build frsengine._C with its CUDA sources, run the GPU tests, then the GPU benchmarks, most
+# important first. Every stage gets min(its cap, the time left before BUDGET seconds), so a slow or
+# failing stage never costs the later ones more than its cap. Logged to $OUT/log (the device
+# tool's output folder; ./gpu-out elsewhere).
 #
 #   bash benchmarks/gpu_check.sh            # on a machine with a CUDA torch, nvcc and a GPU
 set -u
 OUT=${OUT:-gpu-out}
+BUDGET=${BUDGET:-570}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
 PY=${PY:-python3}
-stage() { echo; echo "=== $(date +%T) $*"; }
+stage() { echo; echo "=== $(date +%T) [${SECONDS}s] $*"; }
+cap() { local left=$((BUDGET - SECONDS)); [ "$left" -lt "$1" ] && echo $((left > 5 ? left : 5)) || echo "$1"; }
 {
 stage machine
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
 
 stage "build frsengine._C (CPU + CUDA sources)"
-time timeout 420 $PY -m pip install --no-build-isolation --no-deps --no-index -q -e . 2>&1 | grep -v "^ *$" | tail -15
-$PY -c "from frsengine.ops import _ext, dispatch; import torch
+timeout "$(cap 240)" $PY -m pip install --no-build-isolation --no-deps --no-index -q -e . 2>&1 | grep -v "^ *$" | tail -15
+$PY -c "from frsengine.ops import _ext, dispatch
 print('extension problem:', _ext.problem(), '| CUDA kernels:', _ext.has_cuda())
 print('mixed_op on cuda ->', dispatch.backend_for('mixed_op', 'cuda'))"
 
 stage "GPU tests"
-timeout 300 $PY -m pytest -q -p no:cacheprovider -rs tests/ops/test_native_build.py tests/nas/test_fused.py \
+timeout "$(cap 120)" $PY -m pytest -q -p no:cacheprovider -rs tests/ops/test_native_build.py tests/nas/test_fused.py \
     tests/degrade/test_backends.py -k "gpu or cuda" 2>&1 | tail -25
 
-stage "search step: plain vs fused on the GPU"
-timeout 420 $PY benchmarks/search_step.py --device cuda --models frsnet authors --batches 1 4 8 --rounds 3 \
-    --max-batch --json "$OUT/search_step_gpu.json" 2>&1 | tail -30
-timeout 240 $PY benchmarks/search_step.py --device cuda --models mfpsnet --batches 1 4 \
-    --paths reference fused --rounds 2 --json "$OUT/search_step_gpu_mfpsnet.json" 2>&1 | tail -10
+stage "search step, paper-size FRSNet supernet: plain vs fused"
+timeout "$(cap 150)" $PY benchmarks/search_step.py --device cuda --models frsnet --batches 1 4 8 \
+    --paths reference fused --rounds 3 --max-batch --json "$OUT/search_step_frsnet.json" 2>&1 | tail -20
 
-if [ -f benchmarks/test_bench_restore.py ]; then
-  stage "restore throughput on the GPU"
-  FRS_BENCH_DEVICE=cuda timeout 180 $PY -m pytest -q -p no:cacheprovider benchmarks/test_bench_restore.py \
-      --benchmark-columns=median,rounds 2>&1 | tail -30
-fi
+stage "search step, the authors' search model (all three paths, batch 8)"
+timeout "$(cap 70)" $PY benchmarks/search_step.py --device cuda --models authors --batches 8 --rounds 3 \
+    --json "$OUT/search_step_authors.json" 2>&1 | tail -8
 
-stage "degradation throughput (torch on CUDA vs CPU backends)"
-timeout 150 $PY -m pytest -q -p no:cacheprovider benchmarks/test_bench_degrade.py -k "cuda or opencv" \
-    --benchmark-columns=median,rounds 2>&1 | tail -20
+stage "restore throughput (batch 32)"
+FRS_BENCH_DEVICE=cuda FRS_BENCH_BATCHES=32 timeout "$(cap 80)" $PY -m pytest -q -p no:cacheprovider \
+    benchmarks/test_bench_restore.py 2>&1 | grep -v "^ *$" | tail -22
+
+stage "search step, paper-size MFPSNet supernet (batch 4)"
+timeout "$(cap 60)" $PY benchmarks/search_step.py --device cuda --models mfpsnet --batches 4 \
+    --paths reference fused --rounds 2 --json "$OUT/search_step_mfpsnet.json" 2>&1 | tail -6
+
+stage "degradation throughput (torch on CUDA vs the CPU baseline)"
+timeout "$(cap 40)" $PY -m pytest -q -p no:cacheprovider benchmarks/test_bench_degrade.py -k "test_degrade_throughput and (cuda or opencv)" \
+    2>&1 | grep -v "^ *$" | tail -14
 stage done
 } 2>&1 | tee "$OUT/log"
