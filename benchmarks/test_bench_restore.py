@@ -4,7 +4,8 @@ PyTorch (fp32, NCHW) measured in the same run.
 Network: the derived FRSNet of configs/genotypes/frsnet-seed0.json, 'default' preset (2.80 M
 parameters, 5.1 GFLOPs/face), BN folded, **random weights** (seeded): speed does not depend on
 the weights. Each backend is the one ``frsengine.restore`` runs (frsengine.export.backends); the
-timed call is one model batch (host tensor in, host tensor out), no decoding.
+timed call is one model batch, input and output on the benchmarked device (synchronised on CUDA),
+no decoding or host<->device copies.
 
     .venv/bin/python -m pytest benchmarks/test_bench_restore.py                       # CPU
     FRS_BENCH_DEVICE=cuda python -m pytest benchmarks/test_bench_restore.py           # GPU
@@ -90,7 +91,7 @@ def make(case: str, package, batch: int):
 @pytest.mark.parametrize("case", CASES)
 def test_restore_throughput(benchmark, report, package, case, batch):
     backend = make(case, package, batch)
-    x = torch.rand(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1)).to(DEVICE)
 
     def run():
         y = backend(x)
@@ -101,7 +102,7 @@ def test_restore_throughput(benchmark, report, package, case, batch):
     t0 = time.perf_counter()
     y = run()  # warm-up: compilation, ONNX export, engine build, allocator
     warmup_s = time.perf_counter() - t0
-    ref = make(BASELINE, package, batch)(x).cpu()
+    ref = make(BASELINE, package, batch)(x).float().cpu()
     err = float((y.cpu().float() - ref).abs().max())
     benchmark.group = f"restore {DEVICE}: {SIZE}x{SIZE} FRSNet seed0/default (random weights), batch {batch}"
     report(benchmark, items=batch, baseline=(case == BASELINE), max_abs_err_vs_baseline=err,

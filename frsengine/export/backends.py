@@ -91,16 +91,22 @@ class CompileBackend(TorchBackend):
                  channels_last: bool = True):
         super().__init__(model, device, precision, channels_last)
         self.batch_size = batch_size
-        # freezing: weights become constants, so inductor can pre-pack convolution weights.
-        self.compiled = torch.compile(self.model, dynamic=False, options={"freezing": True})
+        # freezing: weights become constants, so inductor can pre-pack convolution weights. On CUDA
+        # the graph is also replayed as a CUDA graph (small batches are launch-bound there).
+        self.cudagraphs = device.type == "cuda"
+        options = {"freezing": True, "triton.cudagraphs": self.cudagraphs}
+        self.compiled = torch.compile(self.model, dynamic=False, options=options)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]
-        if n < self.batch_size:  # one static shape: pad instead of recompiling for a short batch
-            pad = x[-1:].expand(self.batch_size - n, *x.shape[1:])
+        if n % self.batch_size:  # one static shape: pad instead of recompiling for a short batch
+            pad = x[-1:].expand(self.batch_size - n % self.batch_size, *x.shape[1:])
             x = torch.cat([x, pad]).contiguous(memory_format=self.memory_format)
-        outs = [self.compiled(x[i:i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
-        return torch.cat(outs)[:n] if len(outs) > 1 else outs[0][:n]
+        outs = []
+        for i in range(0, x.shape[0], self.batch_size):
+            y = self.compiled(x[i:i + self.batch_size])
+            outs.append(y.clone() if self.cudagraphs else y)  # the next replay overwrites a graph's output
+        return (torch.cat(outs) if len(outs) > 1 else outs[0])[:n]
 
 
 class OnnxRuntimeBackend(Backend):
