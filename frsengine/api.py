@@ -432,6 +432,8 @@ def restore_files(files: Sequence[str | os.PathLike], restorer: Restorer, *, out
             reports[i].fail(exc.reason)
         except FrsError as exc:
             reports[i].fail(str(exc))
+        except Exception as exc:  # a decoder or detector failure on one odd file must not stop the batch
+            reports[i].fail(f"could not be processed ({type(exc).__name__}: {_first_line(exc)})")
         return None
 
     def save(job: _Job, restored, ok) -> None:
@@ -448,8 +450,12 @@ def restore_files(files: Sequence[str | os.PathLike], restorer: Restorer, *, out
                 job.report.output = target
                 if compare:
                     _write_compare(out_root / "compare" / (names[i] + ".png"), job.rgb, out)
-        except (FrsError, OSError) as exc:
-            job.report.fail(str(exc) if isinstance(exc, FrsError) else f"cannot write output ({exc})")
+        except FrsError as exc:
+            job.report.fail(str(exc))
+        except OSError as exc:
+            job.report.fail(f"cannot write output ({exc.strerror or _first_line(exc)}): check the output folder")
+        except Exception as exc:  # e.g. an encoder failure on one image
+            job.report.fail(f"could not be written ({type(exc).__name__}: {_first_line(exc)})")
         finally:
             if on_item is not None:
                 on_item(job.report)
@@ -480,6 +486,11 @@ def restore_files(files: Sequence[str | os.PathLike], restorer: Restorer, *, out
         for fut in written:
             fut.result()
     return reports, arrays
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _take(it: Iterator[int], n: int) -> list[int]:
