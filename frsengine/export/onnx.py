@@ -121,6 +121,7 @@ def cached_onnx(package, root: Path | None = None, tolerance: float = 1e-3) -> P
     h, w = package.input_size
     path = (root or cache_dir()) / "onnx" / f"{package.genotype_hash[:16]}-{package.weights_hash[:16]}-{h}x{w}.onnx"
     if not path.is_file():
+        logging.getLogger("frsengine").info(f"exporting {package.path} to ONNX (first use; cached as {path})")
         model = package.build()
         tmp = path.with_name(path.name + ".unchecked")
         export_onnx(model, tmp, (h, w))

@@ -138,14 +138,16 @@ def engine_key(package, precision: str, min_batch: int, opt_batch: int, max_batc
 
 
 def ensure_engine(package, precision: str, min_batch: int, opt_batch: int, max_batch: int,
-                  log=print) -> Path:
+                  log=None) -> Path:
     """The cached engine for ``package`` and this key, built (from the cached ONNX export) if missing."""
     from frsengine.export.onnx import cached_onnx
 
     key = engine_key(package, precision, min_batch, opt_batch, max_batch)
     path = engine_path(key)
     if not path.is_file():
-        build_engine(cached_onnx(package), path, key, log=log)
+        import logging
+
+        build_engine(cached_onnx(package), path, key, log=log or logging.getLogger("frsengine").info)
     return path
 
 
