@@ -20,7 +20,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
 
 stage "build frsengine._C (CPU + CUDA sources)"
-timeout "$(cap 240)" $PY -m pip install --no-build-isolation --no-deps --no-index -q -e . 2>&1 | grep -v "^ *$" | tail -15
+# In place, not `pip install -e .`: the GPU image's Python (3.12) is not the pinned 3.11 the package
+# declares. The Triton kernels are installed as frsengine.kernels; in place that needs a link.
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+ln -sfn ../kernels frsengine/kernels
+time timeout "$(cap 240)" $PY setup.py build_ext --inplace 2>&1 | grep -iE "error|frsengine:" | tail -15
 $PY -c "from frsengine.ops import _ext, dispatch
 print('extension problem:', _ext.problem(), '| CUDA kernels:', _ext.has_cuda())
 print('mixed_op on cuda ->', dispatch.backend_for('mixed_op', 'cuda'))"
