@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 // Bump together with EXT_API_VERSION in frsengine/ops/_ext.py when a schema or semantics change.
@@ -25,8 +26,10 @@ std::vector<Tensor> mixed_convs(const Tensor& x, const Tensor& w3, const Tensor&
 std::vector<Tensor> saved_or_recomputed_convs(const Tensor& saved, const Tensor& x, const Tensor& w3,
                                               const Tensor& w5, const Tensor& w7, bool stacked,
                                               bool channels_last);
-// The conv outputs as one contiguous (3, N, C, H, W) tensor when keep, else an empty tensor.
-Tensor keep_convs(const std::vector<Tensor>& zs, const Tensor& x, bool keep);
+// Forward convolutions: (z_k, saved); with keep the z_k are views of one contiguous (3, N, C, H, W)
+// `saved` tensor (written once), else mixed_convs' outputs and an empty `saved`.
+std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x, const Tensor& w3, const Tensor& w5,
+                                                     const Tensor& w7, bool stacked, bool channels_last, bool keep);
 // (G*n, C, H, W) -> (n, G*C, H, W) view of a contiguous tensor (groups interleaved along the batch).
 Tensor grouped_view(const Tensor& t, int64_t groups);
 std::vector<Tensor> grouped_views(const std::vector<Tensor>& zs, int64_t groups);

@@ -278,10 +278,15 @@ std::vector<Tensor> saved_or_recomputed_convs(const Tensor& saved, const Tensor&
   return {saved[0], saved[1], saved[2]};
 }
 
-Tensor keep_convs(const std::vector<Tensor>& zs, const Tensor& x, bool keep) {
-  if (!keep) return x.new_empty({0});
-  if (zs.size() == 3) return at::stack(zs);
-  return at::stack(zs[0].chunk(3, 1));  // stacked layout -> separate planes
+std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x_in, const Tensor& w3, const Tensor& w5,
+                                                     const Tensor& w7, bool stacked, bool channels_last, bool keep) {
+  if (!keep) return {mixed_convs(x_in, w3, w5, w7, stacked, channels_last), x_in.new_empty({0})};
+  // Each conv output is copied once, straight into the kept buffer (layout change included).
+  const Tensor x = conv_input(x_in, channels_last);
+  Tensor saved = at::empty({3, x.size(0), x.size(1), x.size(2), x.size(3)}, x_in.options());
+  const Tensor* ws[3] = {&w3, &w5, &w7};
+  for (int k = 0; k < 3; ++k) saved[k].copy_(at::conv2d(x, *ws[k], {}, 1, kSizes[k] / 2));
+  return {{saved[0], saved[1], saved[2]}, saved};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
@@ -325,8 +330,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
   stacked = stacked && groups == 1;  // the stacked layout has no grouped view
   const Tensor x_full = x_in.contiguous();
-  const std::vector<Tensor> zs_full = mixed_convs(x_full, w3, w5, w7, stacked, channels_last);
-  const Tensor saved = keep_convs(zs_full, x_full, keep);
+  const auto convs = forward_convs(x_full, w3, w5, w7, stacked, channels_last, keep);
+  const std::vector<Tensor>& zs_full = convs.first;
+  const Tensor& saved = convs.second;
   const Tensor x = grouped_view(x_full, groups);
   const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);

@@ -144,8 +144,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cuda(
   const c10::cuda::CUDAGuard guard(x_in.device());
   stacked = stacked && groups == 1;
   const Tensor x_full = x_in.contiguous();
-  const std::vector<Tensor> zs_full = mixed_convs(x_full, w3, w5, w7, stacked, channels_last);
-  const Tensor saved = keep_convs(zs_full, x_full, keep);
+  const auto convs = forward_convs(x_full, w3, w5, w7, stacked, channels_last, keep);
+  const std::vector<Tensor>& zs_full = convs.first;
+  const Tensor& saved = convs.second;
   const Tensor x = grouped_view(x_full, groups);
   const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
