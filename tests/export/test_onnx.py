@@ -76,3 +76,24 @@ def test_build_engine_usage_errors(random_package, tmp_path, capsys):
     assert main(["build-engine", "--model", str(random_package.path), "--onnx-only", "--min-batch", "8",
                  "--max-batch", "4", "--out", str(tmp_path / "x.onnx")]) == 2
     assert "--min-batch" in capsys.readouterr().err
+
+
+def test_auto_picks_onnxruntime_on_the_cpu_and_falls_back(random_package, monkeypatch, caplog):
+    import logging
+
+    import frsengine.export.backends as backends
+
+    cached_onnx(random_package)  # exported once in this session already
+    x = torch.rand(2, 3, 128, 128)
+    with caplog.at_level(logging.INFO, logger="frsengine"):
+        _, rep = frsengine.restore(x, random_package, device="cpu", return_report=True)
+    assert rep.backend.startswith("onnxruntime (cpu")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no ONNX for you")
+
+    monkeypatch.setattr(backends, "OnnxRuntimeBackend", broken)
+    with caplog.at_level(logging.INFO, logger="frsengine"):
+        _, rep = frsengine.restore(x, random_package, device="cpu", batch_size=3, return_report=True)
+    assert rep.backend.startswith("torch (cpu")
+    assert "onnxruntime unavailable for this model (no ONNX for you); using torch" in caplog.text

@@ -14,6 +14,11 @@ def _cpu_only(monkeypatch):
     """These tests check conversions exactly: keep the default device the CPU (fp32) also on a GPU
     machine, where `auto` would pick CUDA fp16."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    # `auto` would pick onnxruntime on the CPU: one ~10 s export per package. Its choice is tested in
+    # tests/export/test_onnx.py; here auto means eager torch.
+    import frsengine.export.backends as backends
+
+    monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
 
 
 @pytest.fixture(autouse=True)
