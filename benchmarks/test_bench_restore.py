@@ -8,6 +8,7 @@ timed call is one model batch, input and output on the benchmarked device (synch
 no decoding or host<->device copies.
 
     .venv/bin/python -m pytest benchmarks/test_bench_restore.py                       # CPU
+    .venv/bin/python benchmarks/test_bench_restore.py --batches 8,32                  # interleaved (shared machines)
     FRS_BENCH_DEVICE=cuda python -m pytest benchmarks/test_bench_restore.py           # GPU
 
 CPU rows: eager (baseline), eager channels-last (the ``torch`` backend), ``compile``
@@ -124,3 +125,48 @@ if importlib.util.find_spec("tensorrt") is None and DEVICE == "cuda":
     @pytest.mark.skip(reason="tensorrt is not installed: TensorRT rows need `pip install tensorrt` on the GPU machine")
     def test_tensorrt_missing():
         pass
+
+
+def interleaved(batches=(8, 32), rounds: int = 4) -> None:
+    """Same backends, timed round-robin (one call of each per round, best of ``rounds``), so that
+    every backend sees the same background load: steadier ratios on a shared machine.
+
+        .venv/bin/python benchmarks/test_bench_restore.py [--rounds 4] [--batches 8,32]
+    """
+    import tempfile
+
+    from frsengine.models import build_derived
+    from frsengine.nas.genotype import load_genotype
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault("FRSENGINE_CACHE", tmp)
+        pkg = load_package(save_package(build_derived(load_genotype(GENOTYPE), "default"), os.path.join(tmp, "pkg"),
+                                        preset="default", input_size=SIZE, training_data="untrained (random)"))
+        print(f"{DEVICE}, {THREADS} thread(s), rounds interleaved, best of {rounds}; baseline {BASELINE}")
+        for batch in batches:
+            x = torch.rand(batch, 3, SIZE, SIZE).to(DEVICE)
+            backends = {case: make(case, pkg, batch) for case in CASES}
+            for b in backends.values():
+                b(x)  # warm-up / compile / export
+            best = dict.fromkeys(backends, float("inf"))
+            for _ in range(rounds):
+                for case, b in backends.items():
+                    t0 = time.perf_counter()
+                    b(x)
+                    if DEVICE == "cuda":
+                        torch.cuda.synchronize()
+                    best[case] = min(best[case], time.perf_counter() - t0)
+            base = best[BASELINE]
+            print(f"batch {batch}: " + ", ".join(f"{c} {batch / t:.1f}/s ({base / t:.2f}x)" for c, t in best.items()))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=interleaved.__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    opts = parser.parse_args()
+    interleaved(tuple(int(b) for b in opts.batches.split(",")), opts.rounds)
