@@ -111,6 +111,9 @@ def _from_array(a: np.ndarray, bgr: bool, where: str) -> tuple[np.ndarray, Rebui
         f *= 1.0 / scale
     elif not np.isfinite(f).all():
         raise FrsError(f"{where}: the image holds NaN or inf values: clean the input")
+    elif f.size and (f.max() > 1.0 + 1e-3 or f.min() < -1e-3):
+        raise FrsError(f"{where}: float images must lie in [0, 1], this one spans [{f.min():g}, {f.max():g}]: "
+                       "divide by 255 (or pass uint8)")
     np.clip(f, 0.0, 1.0, out=f)
     alpha = f[:, :, c - 1].copy() if c in (2, 4) else None
     if c <= 2:
@@ -617,6 +620,9 @@ def _restore_memory(inputs, restorer: Restorer, aligned: bool, bgr: bool) -> tup
         x = inputs.detach()
         if not torch.isfinite(x).all():
             raise FrsError("input tensor holds NaN or inf values: clean the input")
+        if x.numel() and (float(x.max()) > 1.0 + 1e-3 or float(x.min()) < -1e-3):
+            raise FrsError(f"input tensor must lie in [0, 1], it spans [{float(x.min()):g}, {float(x.max()):g}]: "
+                           "divide by 255")
         y, ok = restorer.run_faces(x.clamp(0.0, 1.0))
         reports = [ItemReport(f"tensor[{i}]", faces=int(o)) for i, o in enumerate(ok.tolist())]
         for r, o in zip(reports, ok.tolist()):

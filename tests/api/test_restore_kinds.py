@@ -175,6 +175,10 @@ def test_bad_in_memory_inputs(lift_package):
         frsengine.restore([face(), Image.fromarray(face())], lift_package)
     with pytest.raises(FrsError, match="NaN"):
         frsengine.restore(np.full((32, 32, 3), np.nan, np.float32), lift_package)
+    with pytest.raises(FrsError, match=r"must lie in \[0, 1\].*divide by 255"):
+        frsengine.restore(np.full((32, 32, 3), 200.0, np.float32), lift_package)
+    with pytest.raises(FrsError, match="divide by 255"):
+        frsengine.restore(torch.full((1, 3, 128, 128), 7.0), lift_package)
 
 
 def test_backend_choice_is_reported(lift_package, caplog):
