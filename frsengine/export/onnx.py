@@ -115,15 +115,17 @@ def check_onnx(path: str | os.PathLike, model: nn.Module, input_size: tuple[int,
 
 def cached_onnx(package, root: Path | None = None, tolerance: float = 1e-3) -> Path:
     """The package's ONNX export in the cache (``root`` or ``frsengine.export.tensorrt.cache_dir()``),
-    exported and checked against torch on first use; keyed by genotype and weights hashes."""
+    exported and checked against torch on first use; keyed by genotype and weights hashes, input
+    size, opset and torch version."""
     from frsengine.export.tensorrt import cache_dir
 
     h, w = package.input_size
-    path = (root or cache_dir()) / "onnx" / f"{package.genotype_hash[:16]}-{package.weights_hash[:16]}-{h}x{w}.onnx"
+    exporter = f"op{OPSET}-torch{torch.__version__.split('+')[0]}"  # a new exporter re-exports
+    path = (root or cache_dir()) / "onnx" / f"{package.genotype_hash[:16]}-{package.weights_hash[:16]}-{h}x{w}-{exporter}.onnx"
     if not path.is_file():
         logging.getLogger("frsengine").info(f"exporting {package.path} to ONNX (first use; cached as {path})")
         model = package.build()
-        tmp = path.with_name(path.name + ".unchecked")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.unchecked")  # processes may export at once
         export_onnx(model, tmp, (h, w))
         check = check_onnx(tmp, model, (h, w), batch_sizes=(1, 2))
         if check.max_abs_error > tolerance:
