@@ -36,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "compile", "onnxruntime", "tensorrt"))
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--precision", choices=("fp32", "fp16", "bf16"),
-                   help="default: fp16 on CUDA with auto, else fp32 (fp16/bf16 need CUDA)")
+                   help="default: fp16 on CUDA with auto, else fp32 (fp16 needs CUDA; bf16 CUDA or an AMX/AVX512-BF16 CPU)")
     p.add_argument("--batch-size", type=int, default=16, help="faces per model call (default: 16)")
     p.add_argument("--detector", choices=("hog", "cnn"), default="hog", help="dlib face detector (default: hog)")
     p.add_argument("--min-face", type=int, default=32, metavar="PX", help="leave smaller faces alone (default: 32)")
