@@ -83,6 +83,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     e.add_argument("--severities", default="none,moderate,full", help="comma list of none, moderate, full")
     e.add_argument("--seed", type=int, default=1234, help="degradation seed (default: 1234)")
     e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--throughput-faces", type=int, default=256, metavar="N",
+                   help="time student vs dlib in 5 alternating rounds on N faces of the last severity (0: skip)")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     e.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     e.add_argument("--quiet", action="store_true")
@@ -206,7 +208,7 @@ def run_eval(args: argparse.Namespace) -> int:
         names = names[:args.limit]
     model, meta, _ = load_checkpoint(args.student)
     result = evaluate(args.data, names, model, severities, seed=args.seed, batch_size=args.batch_size,
-                      progress=not args.quiet)
+                      progress=not args.quiet, throughput_faces=max(args.throughput_faces, 0))
     print(format_table(result))
     if args.json:
         from frsengine.io.images import write_bytes_atomic

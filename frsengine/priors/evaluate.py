@@ -83,7 +83,7 @@ def teacher_labels(root: Path, names: list[str], size: int, progress: bool = Fal
 
 @torch.no_grad()
 def evaluate(root: str | Path, names: list[str], model, severities: list[str], seed: int = 1234,
-             batch_size: int = 32, progress: bool = True) -> dict:
+             batch_size: int = 32, progress: bool = True, throughput_faces: int = 256) -> dict:
     from tqdm import tqdm
 
     root = Path(root)
@@ -138,7 +138,34 @@ def evaluate(root: str | Path, names: list[str], model, severities: list[str], s
         res["student"]["nme_on_dlib_ok"] = float(s_err[ok].mean()) if ok.any() else float("nan")
         res["student"]["nme_on_dlib_hog"] = float(s_err[hog].mean()) if hog.any() else float("nan")
         out["severities"][sev] = res
+        if sev == severities[-1] and throughput_faces:
+            out["throughput"] = {"severity": sev, **throughput(model, torch.from_numpy(lq_u8[:throughput_faces]).permute(0, 3, 1, 2), batch_size=batch_size)}
     return out
+
+
+@torch.no_grad()
+def throughput(model, faces_u8: torch.Tensor, rounds: int = 5, batch_size: int = 32) -> dict:
+    """Faces/s of the student (torch, batches of `batch_size`) and of dlib (detector + predictor
+    + checks, one face at a time) on the same (N, 3, H, W) uint8 faces, measured in alternating
+    rounds so that load from other processes hits both alike; medians and all rounds."""
+    model.eval()
+    x = faces_u8.float() / 255.0
+    hwc = faces_u8.permute(0, 2, 3, 1).contiguous().numpy()
+    n = faces_u8.shape[0]
+    model(x[:batch_size])  # warm-up
+    student, dlib_rates = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for start in range(0, n, batch_size):
+            model(x[start:start + batch_size])
+        student.append(n / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for i in range(n):
+            detect_landmarks(hwc[i])
+        dlib_rates.append(n / (time.perf_counter() - t0))
+    return {"faces": n, "batch_size": batch_size, "threads": torch.get_num_threads(),
+            "student_faces_per_s": float(np.median(student)), "dlib_faces_per_s": float(np.median(dlib_rates)),
+            "student_rounds": [round(v, 1) for v in student], "dlib_rounds": [round(v, 1) for v in dlib_rates]}
 
 
 def format_table(result: dict) -> str:
@@ -154,4 +181,9 @@ def format_table(result: dict) -> str:
         s = r["student"]
         lines.append(f"{sev:8s} | student NME on the faces dlib labelled: {s['nme_on_dlib_ok']:.4f} "
                      f"(on those HOG detected: {s['nme_on_dlib_hog']:.4f})")
+    if "throughput" in result:
+        t = result["throughput"]
+        lines.append(f"throughput on {t['faces']} {t['severity']} LQ faces, {t['threads']} torch thread(s), alternating "
+                     f"rounds (median): student {t['student_faces_per_s']:.1f} faces/s (batch {t['batch_size']}; "
+                     f"rounds {t['student_rounds']}), dlib {t['dlib_faces_per_s']:.1f} faces/s (rounds {t['dlib_rounds']})")
     return "\n".join(lines)
