@@ -81,3 +81,16 @@ def test_build_train_eval_show_on_real_faces(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 0 and "dictionary mouth: atom" in err
     assert read_image(tmp_path / "show.png")[0].shape[1] > 6 * 256
+
+
+def test_show_and_eval_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    rc = main(["priors", "show", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no such file" in err and err.count("\n") == 1
+    img = tmp_path / "x.png"
+    write_image(img, np.full((64, 64, 3), 90, np.uint8))
+    rc = main(["priors", "show", str(img), "-o", str(tmp_path / "o.png"), "--student", str(img)])
+    assert rc == 2 and "not a safetensors file" in capsys.readouterr().err
+    rc = main(["priors", "eval", "--data", str(tmp_path), "--student", str(tmp_path / "s.safetensors"),
+               "--severities", "none,extreme"])
+    assert rc == 2 and "unknown ['extreme']" in capsys.readouterr().err
