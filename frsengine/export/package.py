@@ -119,10 +119,12 @@ def _empty_network(genotype: Genotype, preset: str, folded: bool) -> nn.Module:
 
 
 def save_package(model: nn.Module, path: str | os.PathLike, *, preset: str, input_size: int | tuple[int, int] = 128,
-                 training_data: str = "", note: str = "", overwrite: bool = False) -> Path:
+                 training_data: str = "", note: str = "", face_template=None, overwrite: bool = False) -> Path:
     """Write ``model`` (a derived FRSNet/MFPSNet built with ``preset``) as a package at ``path``:
     a folder, or one file when ``path`` ends in ``.safetensors``. ``training_data`` says what the
-    weights were trained on ("untrained (random initialisation)" for fresh networks)."""
+    weights were trained on ("untrained (random initialisation)" for fresh networks).
+    ``face_template``: the 5 alignment points (eye centres, nose tip, mouth corners; x, y in
+    input-size pixels) of the training crops, for whole-image restoration; default: FFHQ's, scaled."""
     from safetensors.torch import save
 
     genotype = getattr(model, "genotype", None)
@@ -146,6 +148,11 @@ def save_package(model: nn.Module, path: str | os.PathLike, *, preset: str, inpu
         "frsengine_version": _version(), "genotype_sha256": genotype_hash(genotype),
         "weights_sha256": weights_hash(state),
     }
+    if face_template is not None:
+        points = [[float(v) for v in p] for p in face_template]
+        if len(points) != 5 or any(len(p) != 2 for p in points):
+            raise PackageError("face_template must be 5 (x, y) points: eye centres, nose tip, mouth corners")
+        meta["face_template"] = points
     if genotype.network == "mfpsnet":
         meta["priors"] = [{"name": p.name, "channels": p.channels, "mode": p.mode} for p in model.cfg.priors]
         meta["passes"] = model.cfg.passes

@@ -63,3 +63,18 @@ def test_paste_blends_with_a_feathered_mask():
     assert row[100] == pytest.approx(1.0, abs=1e-3) and row[10] == 0.0
     ramp = row[36:60]
     assert np.all(np.diff(ramp) >= -1e-6) and 0.05 < ramp[8] < 0.95  # a soft edge, no seam
+
+
+def test_package_face_template_is_used(tmp_path):
+    from conftest import tiny_frsnet
+
+    from frsengine.api import Restorer
+    from frsengine.export import PackageError, load_package, save_package
+
+    points = face_template(128) + [3.0, -2.0]
+    pkg = load_package(save_package(tiny_frsnet(), tmp_path / "p", preset="tiny", face_template=points))
+    assert np.allclose(Restorer(pkg, backend="torch").template, points)
+    assert np.allclose(Restorer(load_package(save_package(tiny_frsnet(), tmp_path / "q", preset="tiny")),
+                                backend="torch").template, face_template(128))
+    with pytest.raises(PackageError, match="5 .x, y. points"):
+        save_package(tiny_frsnet(), tmp_path / "r", preset="tiny", face_template=points[:3])
