@@ -68,7 +68,16 @@ class FRSNetConfig:
         return asdict(self)
 
 
+# The priors frsengine.priors produces: 10 parsing classes from landmark polygons, 68 landmark
+# heatmaps, 64-channel component-dictionary features (docs/priors.md). The authors' files had 19
+# parsing classes, 71 heatmaps and 256 dictionary channels (256 -> 174 -> 90 -> 8 convs; ours
+# scale that by 1/4): the `reference` preset keeps their sizes.
 DEFAULT_PRIORS = (
+    PriorConfig("parsing", 10),
+    PriorConfig("heatmap", 68),
+    PriorConfig("dictionary", 64, mode="features", hidden=(48, 24)),
+)
+AUTHORS_PRIORS = (
     PriorConfig("parsing", 19),
     PriorConfig("heatmap", 71),
     PriorConfig("dictionary", 256, mode="features", hidden=(174, 90)),
@@ -139,6 +148,7 @@ def _mfpsnet_reference() -> MFPSNetConfig:
     ref = dict(border_beta_scale=2 / 3, arch_init_std=1e-3)
     return MFPSNetConfig(
         output="direct", share_prior_conv=True, dict_activation=False, fusion_activation=False,
+        priors=AUTHORS_PRIORS,
         upsample=SpaceConfig("upsample", 64, 64, layers=6, **ref),
         prior=SpaceConfig("prior", 8, 8, layers=6, **ref),
         fusion=SpaceConfig("fusion", 48, 48, layers=6, **ref))
