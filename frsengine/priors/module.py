@@ -35,3 +35,9 @@ class PriorNetwork(nn.Module):
         out = self.student(face)
         boxes = component_boxes(out.landmarks)
         return Priors(torch.softmax(out.parsing, 1), out.heatmaps, self.lookup(face, boxes), out.landmarks, boxes)
+
+    def mfpsnet_priors(self, face: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The priors keyed as MFPSNet's default ``PriorConfig`` names them: pass
+        ``prior_fn=prior_network.mfpsnet_priors`` and pass 2 computes its priors in-graph from pass 1."""
+        p = self(face)
+        return {"parsing": p.parsing, "heatmap": p.heatmaps, "dictionary": p.dictionary}

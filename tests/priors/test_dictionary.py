@@ -167,3 +167,24 @@ def test_prior_network_one_graph_and_onnx(tmp_path):
         want = net(x.detach())
     for g, w in zip(got, want):
         assert np.abs(g - w.numpy()).max() <= 1e-4
+
+
+def test_mfpsnet_runs_with_the_prior_network_in_graph():
+    """Default MFPSNet channel sizes equal the priors' (10 parsing, 68 heatmaps, dictionary C): the
+    whole two-pass network, priors included, is one differentiable graph."""
+    from dataclasses import replace
+
+    from frsengine.models import build_supernet, get_config
+    from frsengine.priors.module import PriorNetwork
+    from frsengine.priors.student import StudentConfig, StudentPriorNet
+
+    cfg = get_config("mfpsnet", "tiny")
+    priors = tuple(replace(p, channels=c) for p, c in zip(cfg.priors, (10, 68, CFG.channels)))
+    model = build_supernet("mfpsnet", "tiny", priors=priors)
+    assert [p.channels for p in get_config("mfpsnet").priors] == [10, 68, 64]
+    net = PriorNetwork(StudentPriorNet(StudentConfig(widths=(4, 6, 8, 8), size=32)), _lookup())
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out1, out2 = model(x, prior_fn=net.mfpsnet_priors)
+    assert out2.shape == x.shape
+    out2.mean().backward()
+    assert float(x.grad.abs().sum()) > 0 and net.student.parameters().__next__().grad is not None
