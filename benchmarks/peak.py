@@ -40,9 +40,13 @@ def peak_growth_mib(run: Callable[[], None], device: str = "cpu") -> float:
     return (rss_kib("VmHWM") - before) / 1024
 
 
-def run_child(script: str, case: dict, timeout: float | None = None) -> dict | None:
-    """Run ``script case_json`` in a subprocess; its last stdout line is a JSON result (None on failure)."""
-    env = dict(os.environ, **CHILD_ENV)
+def run_child(script: str, case: dict, timeout: float | None = None, for_memory: bool = True) -> dict | None:
+    """Run ``script case_json`` in a subprocess; its last stdout line is a JSON result (None on failure).
+
+    ``for_memory`` pins glibc's mmap threshold (RSS then follows live memory) — which also makes
+    every large allocation a fresh mmap and slows torch down: time in a child without it.
+    """
+    env = dict(os.environ, **CHILD_ENV) if for_memory else dict(os.environ)
     try:
         proc = subprocess.run([sys.executable, script, json.dumps(case)], capture_output=True, text=True, env=env,
                               timeout=timeout)

@@ -20,9 +20,10 @@ Models: ``authors`` = the authors' search model (frsengine.models.prior_search: 
 configs/genotypes/frsnet-seed0.json + one searched parsing-prior grid; 17.8 M parameters, 108
 arch parameters), ``frsnet`` / ``mfpsnet`` = the paper-size supernets, ``*-small`` = the CPU presets.
 
-Each (model, batch, path) runs in its own subprocess: time = median of ``--rounds`` steps after one
-warm-up step; memory = peak growth during one step after the warm-up (benchmarks/peak.py: resident
-set on CPU, torch's peak allocation on CUDA) plus what existed before (model, optimizer state).
+Each (model, batch, path) runs in two subprocesses: time = median of ``--rounds`` steps after one
+warm-up step (normal allocator); memory = peak growth during one step after the warm-up
+(benchmarks/peak.py, allocator pinned so RSS follows live memory: resident set on CPU, torch's peak
+allocation on CUDA) plus what existed before (model, optimizer state).
 ``--json FILE`` writes every figure with the machine description.
 """
 from __future__ import annotations
@@ -109,20 +110,22 @@ def measure(case: dict) -> dict:
     model, step = make_step(case["model"], case["batch"], case["path"], device)
     step()  # warm-up: optimizer state, oneDNN/cuDNN algorithm choice, lazy init
     model_mib = (torch.cuda.memory_allocated() if device.startswith("cuda") else rss_kib("VmRSS") * 1024) / 2**20
-    peak = peak_growth_mib(step, device)
+    if case.get("memory"):
+        peak = peak_growth_mib(step, device)
+        return {**case, "step_peak_mib": peak, "resident_mib": model_mib - base_mib,
+                "peak_mib": model_mib - base_mib + peak}
     times = []
     for _ in range(case["rounds"]):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return {**case, "seconds": statistics.median(times), "times": times, "step_peak_mib": peak,
-            "resident_mib": model_mib - base_mib, "peak_mib": model_mib - base_mib + peak,
+    return {**case, "seconds": statistics.median(times), "times": times,
             "params": sum(p.numel() for p in model.weight_parameters()),
             "arch_params": sum(p.numel() for p in model.arch_parameters())}
 
 
 def fits(case: dict) -> bool:
-    return run_child(__file__, {**case, "rounds": 1}, timeout=900) is not None
+    return run_child(__file__, {**case, "rounds": 1}, timeout=900, for_memory=False) is not None
 
 
 def estimate_largest_batch(rows: list[dict], capacity_mib: float) -> int | None:
@@ -165,11 +168,13 @@ def main(argv=None) -> int:
             for path in args.paths:
                 case = {"model": model, "batch": batch, "path": path, "device": args.device,
                         "rounds": args.rounds, "threads": args.threads}
-                r = run_child(__file__, case)
-                if r is None:
+                r = run_child(__file__, case, for_memory=False)
+                mem = run_child(__file__, {**case, "memory": True, "rounds": 0}) if r is not None else None
+                if r is None or mem is None:
                     print(f"{model:<14}{batch:>6}  {path:<16}{'failed (out of memory?)':>39}", flush=True)
                     rows.append({**case, "failed": True})
                     continue
+                r.update({k: mem[k] for k in ("step_peak_mib", "resident_mib", "peak_mib")})
                 ref = r if path == "reference" else ref
                 speed = f"{ref['seconds'] / r['seconds']:.2f}x" if ref else "n/a"
                 mem = f"{r['peak_mib'] / ref['peak_mib']:.2f}x" if ref else "n/a"
