@@ -148,7 +148,7 @@ def test_16bit_and_rgba_files_keep_their_form(lift_package, tmp_path):
 def test_nan_output_is_caught(tmp_path):
     from frsengine.export import load_package, save_package
 
-    from conftest import tiny_frsnet
+    from tests.package_fixtures import tiny_frsnet
 
     pkg = load_package(save_package(tiny_frsnet([float("nan"), 0.0, 0.0]), tmp_path / "nan", preset="tiny"))
     img = face()

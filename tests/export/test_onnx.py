@@ -38,7 +38,7 @@ def test_onnxruntime_backend_matches_torch_backend(random_package):
 def test_build_engine_onnx_only_from_genotype_and_weights(tmp_path, capsys):
     from safetensors.torch import save_file
 
-    from conftest import GENOTYPE, tiny_frsnet
+    from tests.package_fixtures import GENOTYPE, tiny_frsnet
 
     weights = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in tiny_frsnet().state_dict().items()}, str(weights))

@@ -11,7 +11,7 @@ from frsengine.export.package import GENOTYPE_FILE, META_FILE, WEIGHTS_FILE, gen
 from frsengine.models import build_derived, fold_bn
 from frsengine.nas.genotype import load_genotype
 
-from conftest import GENOTYPE, tiny_frsnet
+from tests.package_fixtures import GENOTYPE, tiny_frsnet
 
 
 def one_line(exc) -> str:

@@ -66,7 +66,7 @@ def test_paste_blends_with_a_feathered_mask():
 
 
 def test_package_face_template_is_used(tmp_path):
-    from conftest import tiny_frsnet
+    from tests.package_fixtures import tiny_frsnet
 
     from frsengine.api import Restorer
     from frsengine.export import PackageError, load_package, save_package
