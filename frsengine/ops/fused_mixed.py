@@ -6,11 +6,16 @@ Exactly the reference ``MixedOp`` of ``frsengine.nas.ops`` with the default op s
 Declared once as ``frsengine::mixed_op`` (plus ``frsengine::mixed_op_backward``) with fake
 implementations, so torch.compile/export trace through it. The op is functional: in training it
 returns the batch mean and biased variance of every branch; the running-statistics update happens
-once, in :func:`fused_mixed_op`, outside the op, so the backward (which recomputes the convolutions
-from the saved input instead of keeping ~9 activations) can never update them a second time.
+once, in :func:`fused_mixed_op` / :func:`mixed_op_module_forward`, outside the op, so the backward
+(which recomputes the convolutions from the saved input, or reads them from ``saved`` in keep mode,
+instead of keeping ~9 activations) can never update them a second time.
 
-Layouts: ``bn_weight``, ``bn_bias``, running and returned statistics are (3, C), rows in kernel-size
-order; ``alpha`` holds the 4 normalised weights in op-set order (skip, 3x3, 5x5, 7x7).
+``groups`` batches G branches that share the op (interleaved along the batch, index i*G + g), each
+normalised with its own batch statistics — the supernet's batched cells (frsengine/nas/fused.py).
+
+Layouts: ``bn_weight``, ``bn_bias`` and running statistics are (3, C), rows in kernel-size order;
+returned statistics are (G, 3, C); ``alpha`` holds the 4 normalised weights in op-set order (skip,
+3x3, 5x5, 7x7).
 """
 from __future__ import annotations
 
