@@ -33,6 +33,23 @@ std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x, const Tens
 // (G*n, C, H, W) -> (n, G*C, H, W) view of a contiguous tensor (groups interleaved along the batch).
 Tensor grouped_view(const Tensor& t, int64_t groups);
 std::vector<Tensor> grouped_views(const std::vector<Tensor>& zs, int64_t groups);
+// Operands of the epilogue kernels, shared by the CPU and CUDA entry points: the full tensors
+// (for the convolutions) and their grouped (n, G*C, H, W) views (for the epilogue).
+struct ForwardOperands {
+  bool stacked;
+  Tensor x_full, x, saved;
+  std::vector<Tensor> zs_full, zs;
+};
+ForwardOperands forward_operands(const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+                                 bool stacked, bool channels_last, int64_t groups, bool keep);
+struct BackwardOperands {
+  bool stacked;
+  Tensor x_full, g_full, x, g;
+  std::vector<Tensor> zs_full, gzs_full, zs, gzs;  // conv outputs and their gradient buffers
+};
+BackwardOperands backward_operands(const Tensor& grad_out, const Tensor& x_in, const Tensor& w3,
+                                   const Tensor& w5, const Tensor& w7, const Tensor& saved, bool stacked,
+                                   bool channels_last, int64_t groups);
 // Empty tensors when not needed. grads_z are laid out like mixed_convs' outputs.
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
     const Tensor& x, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,

@@ -289,6 +289,35 @@ std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x_in, const T
   return {{saved[0], saved[1], saved[2]}, saved};
 }
 
+ForwardOperands forward_operands(const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+                                 bool stacked, bool channels_last, int64_t groups, bool keep) {
+  ForwardOperands o;
+  o.stacked = stacked && groups == 1;  // the stacked layout has no grouped view
+  o.x_full = x_in.contiguous();
+  auto convs = forward_convs(o.x_full, w3, w5, w7, o.stacked, channels_last, keep);
+  o.zs_full = std::move(convs.first);
+  o.saved = std::move(convs.second);
+  o.x = grouped_view(o.x_full, groups);
+  o.zs = o.stacked ? o.zs_full : grouped_views(o.zs_full, groups);
+  return o;
+}
+
+BackwardOperands backward_operands(const Tensor& grad_out, const Tensor& x_in, const Tensor& w3,
+                                   const Tensor& w5, const Tensor& w7, const Tensor& saved, bool stacked,
+                                   bool channels_last, int64_t groups) {
+  BackwardOperands o;
+  o.stacked = stacked && groups == 1 && saved.numel() == 0;
+  o.x_full = x_in.contiguous();
+  o.g_full = grad_out.contiguous();
+  o.zs_full = saved_or_recomputed_convs(saved, o.x_full, w3, w5, w7, o.stacked, channels_last);
+  o.gzs_full = empty_like_convs(o.zs_full, o.stacked);
+  o.x = grouped_view(o.x_full, groups);
+  o.g = grouped_view(o.g_full, groups);
+  o.zs = o.stacked ? o.zs_full : grouped_views(o.zs_full, groups);
+  o.gzs = o.stacked ? o.gzs_full : grouped_views(o.gzs_full, groups);
+  return o;
+}
+
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
     const Tensor& x_in, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
     const Tensor& w7, bool stacked, bool channels_last, bool need_input_grad, bool need_weight_grad) {
@@ -328,13 +357,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
     const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
     bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
-  stacked = stacked && groups == 1;  // the stacked layout has no grouped view
-  const Tensor x_full = x_in.contiguous();
-  const auto convs = forward_convs(x_full, w3, w5, w7, stacked, channels_last, keep);
-  const std::vector<Tensor>& zs_full = convs.first;
-  const Tensor& saved = convs.second;
-  const Tensor x = grouped_view(x_full, groups);
-  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
+  const ForwardOperands ops = forward_operands(x_in, w3, w5, w7, stacked, channels_last, groups, keep);
+  const Tensor &x_full = ops.x_full, &x = ops.x, &saved = ops.saved;
+  const std::vector<Tensor>& zs = ops.zs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   std::vector<double> mean(3 * C), var(3 * C);
   Tensor out = at::empty_like(x);
@@ -367,13 +392,9 @@ MixedOpGrads mixed_op_backward_cpu(
     const Tensor& var_t, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
     int64_t groups, bool need_input_grad, bool need_weight_grad) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
-  stacked = stacked && groups == 1 && saved.numel() == 0;
-  const Tensor x_full = x_in.contiguous(), g_full = grad_out.contiguous();
-  const std::vector<Tensor> zs_full = saved_or_recomputed_convs(saved, x_full, w3, w5, w7, stacked, channels_last);
-  const std::vector<Tensor> gzs_full = empty_like_convs(zs_full, stacked);
-  const Tensor x = grouped_view(x_full, groups), g = grouped_view(g_full, groups);
-  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
-  const std::vector<Tensor> gzs = stacked ? gzs_full : grouped_views(gzs_full, groups);
+  const BackwardOperands ops = backward_operands(grad_out, x_in, w3, w5, w7, saved, stacked, channels_last, groups);
+  const Tensor &x_full = ops.x_full, &g_full = ops.g_full, &x = ops.x, &g = ops.g;
+  const std::vector<Tensor> &zs = ops.zs, &gzs = ops.gzs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   const std::vector<double> mean = to_doubles(mean_t), var = to_doubles(var_t);
   const std::vector<double> gamma = to_doubles(bn_weight), beta = to_doubles(bn_bias), a = to_doubles(alpha);
@@ -392,7 +413,7 @@ MixedOpGrads mixed_op_backward_cpu(
     backward_grad_z<scalar_t>(g.data_ptr<scalar_t>(), z, gz, mean.data(), invstd.data(), scale.data(),
                               shift.data(), a.data(), sum_gy.data(), sum_gyx.data(), training, N, C);
   });
-  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, gzs_full, w3, w5, w7, stacked, channels_last,
+  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, ops.gzs_full, w3, w5, w7, ops.stacked, channels_last,
                                                   need_input_grad, need_weight_grad);
   if (need_input_grad) gx.add_(g_full, a[0]);
   std::vector<double> galpha(4, 0.0);

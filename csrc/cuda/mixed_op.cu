@@ -142,13 +142,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cuda(
     bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  stacked = stacked && groups == 1;
-  const Tensor x_full = x_in.contiguous();
-  const auto convs = forward_convs(x_full, w3, w5, w7, stacked, channels_last, keep);
-  const std::vector<Tensor>& zs_full = convs.first;
-  const Tensor& saved = convs.second;
-  const Tensor x = grouped_view(x_full, groups);
-  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
+  const ForwardOperands ops = forward_operands(x_in, w3, w5, w7, stacked, channels_last, groups, keep);
+  const Tensor &x_full = ops.x_full, &x = ops.x, &saved = ops.saved;
+  const std::vector<Tensor>& zs = ops.zs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
   Tensor mean, var;
@@ -187,13 +183,9 @@ MixedOpGrads mixed_op_backward_cuda(
     int64_t groups, bool need_input_grad, bool need_weight_grad) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  stacked = stacked && groups == 1 && saved.numel() == 0;
-  const Tensor x_full = x_in.contiguous(), g_full = grad_out.contiguous();
-  const std::vector<Tensor> zs_full = saved_or_recomputed_convs(saved, x_full, w3, w5, w7, stacked, channels_last);
-  const std::vector<Tensor> gzs_full = empty_like_convs(zs_full, stacked);
-  const Tensor x = grouped_view(x_full, groups), g = grouped_view(g_full, groups);
-  const std::vector<Tensor> zs = stacked ? zs_full : grouped_views(zs_full, groups);
-  const std::vector<Tensor> gzs = stacked ? gzs_full : grouped_views(gzs_full, groups);
+  const BackwardOperands ops = backward_operands(grad_out, x_in, w3, w5, w7, saved, stacked, channels_last, groups);
+  const Tensor &x_full = ops.x_full, &g_full = ops.g_full, &x = ops.x, &g = ops.g;
+  const std::vector<Tensor> &zs = ops.zs, &gzs = ops.gzs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   Tensor sum_gy, sum_gyx, sum_gr, sum_gx;
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -225,7 +217,7 @@ MixedOpGrads mixed_op_backward_cuda(
         mgyx.data_ptr<acc_t>(), C, HW, total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, gzs_full, w3, w5, w7, stacked, channels_last,
+  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, ops.gzs_full, w3, w5, w7, ops.stacked, channels_last,
                                                   need_input_grad, need_weight_grad);
   if (need_input_grad) gx.add_(g_full * alpha[0].to(g_full.scalar_type()));
   Tensor g_alpha = at::cat({sum_gx.sum().reshape({1}), sum_gr.sum(1)}).to(alpha.scalar_type()).view(alpha.sizes());
