@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from frsengine.degrade import DegradedBatch, Degrader
 from frsengine.errors import FrsError, ImageReadError
@@ -91,7 +91,7 @@ class FaceFolder(Dataset):
                 self._bad.add(j)
                 log.warning("skipped %s: %s (using the next readable face instead)", exc.path, exc.reason)
                 continue
-            return torch.from_numpy(img).permute(2, 0, 1).contiguous(), index
+            return torch.from_numpy(np.require(img, requirements='W')).permute(2, 0, 1).contiguous(), index
         raise FrsError(f"none of the {n} files in '{self.root}' could be read: see the warnings above")
 
 
@@ -107,6 +107,43 @@ def runs_on_cpu(degrader: Degrader) -> bool:
     return device is None or torch.device(device).type == "cpu"
 
 
+class EpochBatches(Sampler[list[int]]):
+    """The batches of one epoch: a permutation drawn from (seed, epoch) alone, cut into global
+    batches of ``batch_size * world_size``; rank r takes the r-th contiguous share of each, so
+    ``world_size`` ranks together see exactly the batches one process with the global batch size
+    sees. ``start`` skips whole batches without loading them (resuming mid-epoch). With several
+    ranks an incomplete last global batch is dropped (every rank must take the same number of steps)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, shuffle: bool = True, drop_last: bool = False,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise FrsError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.n, self.batch_size, self.seed, self.shuffle = n, int(batch_size), int(seed), shuffle
+        self.drop_last = drop_last or world_size > 1
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, np.uint32)
+        g = torch.Generator().manual_seed((int(state[0]) & 0x7FFFFFFF) << 32 | int(state[1]))
+        return torch.randperm(self.n, generator=g)
+
+    def __len__(self) -> int:
+        step = self.batch_size * self.world_size
+        return self.n // step if self.drop_last else -(-self.n // step)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.order().tolist()
+        step = self.batch_size * self.world_size
+        for b in range(self.start, len(self)):
+            chunk = order[b * step:(b + 1) * step]
+            mine = chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size] if self.world_size > 1 else chunk
+            if mine:
+                yield mine
+
+
 class DegradedLoader:
     """Batches of `DegradedBatch(hq, lq_full, lq_singles, params)` from a dataset of uint8
     HQ faces, each sample's parameters drawn from (seed, epoch, dataset index).
@@ -119,11 +156,14 @@ class DegradedLoader:
     batches between processes costs more than it gains (measured on 2 cores: torch in the
     main process 386 faces/s, in 2 workers 248; opencv 247 -> 296).
     The shuffle order depends only on (seed, epoch): call `set_epoch(e)` before each epoch,
-    otherwise every epoch repeats epoch 0."""
+    otherwise every epoch repeats epoch 0. `rank`/`world_size` shard each global batch across
+    data-parallel ranks and `set_epoch(e, start_batch=k)` resumes an epoch at batch k (see
+    `EpochBatches`)."""
 
     def __init__(self, dataset: Dataset, degrader: Degrader, batch_size: int = 32, seed: int = 0,
                  shuffle: bool = True, num_workers: int = 0, drop_last: bool = False,
-                 device: str | torch.device | None = None, degrade_in: str = "auto"):
+                 device: str | torch.device | None = None, degrade_in: str = "auto",
+                 rank: int = 0, world_size: int = 1):
         if degrade_in not in ("auto", "main", "workers"):
             raise FrsError(f"degrade_in must be 'auto', 'main' or 'workers', got '{degrade_in}'")
         if degrade_in == "workers" and (num_workers == 0 or not runs_on_cpu(degrader)):
@@ -135,10 +175,9 @@ class DegradedLoader:
         self.device = torch.device(device) if device is not None else None
         self.in_workers = degrade_in == "workers" or (
             degrade_in == "auto" and num_workers > 0 and degrader.backend.name == "opencv")
-        self.generator = torch.Generator()
+        self.batches = EpochBatches(len(dataset), batch_size, self.seed, shuffle, drop_last, rank, world_size)
         self.loader = DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-            drop_last=drop_last, generator=self.generator, collate_fn=self._collate,
+            dataset, batch_sampler=self.batches, num_workers=num_workers, collate_fn=self._collate,
             pin_memory=self.device is not None and self.device.type == "cuda",
         )
 
@@ -149,18 +188,19 @@ class DegradedLoader:
         # Runs in a worker, forked when the epoch's iterator was created: self.epoch is current.
         return self.degrader(hq, self.degrader.params(self.seed, indices, self.epoch))
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the shuffle order and degradation parameters of epoch `epoch`."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the shuffle order and degradation parameters of epoch `epoch`; iteration then
+        begins at batch `start_batch` of that epoch."""
         self.epoch = int(epoch)
+        self.batches.epoch, self.batches.start = int(epoch), int(start_batch)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        """Batches in a whole epoch (`start_batch` not subtracted)."""
+        return len(self.batches)
 
     def __iter__(self) -> Iterator[DegradedBatch]:
-        # A fresh seed per (seed, epoch): the order does not depend on how many epochs
-        # (or partial epochs) were iterated before, so a resumed run sees the same batches.
-        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, np.uint32)
-        self.generator.manual_seed((int(state[0]) & 0x7FFFFFFF) << 32 | int(state[1]))
+        # The order depends on (seed, epoch) only, not on how many epochs (or partial epochs)
+        # were iterated before, so a resumed run sees the same batches.
         for item in self.loader:
             if self.in_workers:
                 yield item if self.device is None else DegradedBatch(

@@ -81,11 +81,15 @@ class MFPSNetTrunk(FRSNetTrunk):
         return self.reconstruct(x, feat, nas_in, up)
 
     def forward(self, x: torch.Tensor, priors: Mapping[str, torch.Tensor] | None = None,
-                prior_fn: PriorFn | None = None) -> tuple[torch.Tensor, ...]:
+                prior_fn: PriorFn | None = None, use_priors: bool = True) -> tuple[torch.Tensor, ...]:
         """Return every pass's output (the last one is the result; the loss covers all).
 
         Passes after the first use ``prior_fn(previous output)`` when given, else ``priors``.
+        ``use_priors=False``: one pass without priors (FRSNet), as retraining does before the priors
+        are switched in (Sec. 4.2).
         """
+        if not use_priors:
+            return (self.restore_once(x, None),)
         if priors is None and prior_fn is None:
             raise ValueError("MFPSNet needs priors (tensors) or prior_fn (a callable on the pass-1 output)")
         outputs = []

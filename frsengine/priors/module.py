@@ -3,6 +3,7 @@ probabilities and landmark heatmaps, and the dictionary features looked up at th
 boxes of the student's landmarks."""
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import torch
@@ -41,3 +42,16 @@ class PriorNetwork(nn.Module):
         ``prior_fn=prior_network.mfpsnet_priors`` and pass 2 computes its priors in-graph from pass 1."""
         p = self(face)
         return {"parsing": p.parsing, "heatmap": p.heatmaps, "dictionary": p.dictionary}
+
+
+def load_prior_network(student: str | os.PathLike, dictionary: str | os.PathLike) -> PriorNetwork:
+    """PriorNetwork from a student checkpoint (`frsengine priors train`) and a dictionary file
+    (`frsengine priors build`), frozen and in eval mode."""
+    from frsengine.priors.dictionary import load_dictionary
+    from frsengine.priors.train import load_checkpoint
+
+    model, _, _ = load_checkpoint(student)
+    lookup, _, _ = load_dictionary(dictionary)
+    net = PriorNetwork(model, lookup).eval()
+    net.requires_grad_(False)
+    return net

@@ -1,0 +1,48 @@
+"""One optimisation step on a batch, shared by search (weight and architecture steps) and retrain:
+micro-batches by faces, gradient accumulation, DDP synchronisation once per step, clipping."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from frsengine.degrade import DegradedBatch
+from frsengine.train.data import inputs_and_targets
+from frsengine.train.run import maybe_no_sync
+
+
+def face_chunks(batch: DegradedBatch, k: int) -> list[DegradedBatch]:
+    """``batch`` cut into ``k`` micro-batches of whole faces (each with its own single degradations),
+    in the order data-parallel ranks would take them."""
+    if k == 1:
+        return [batch]
+    n = batch.hq.shape[0] // k
+    return [DegradedBatch(batch.hq[i * n:(i + 1) * n], batch.lq_full[i * n:(i + 1) * n],
+                          None if batch.lq_singles is None else batch.lq_singles[i * n:(i + 1) * n],
+                          batch.params[i * n:(i + 1) * n]) for i in range(k)]
+
+
+def as_outputs(out) -> tuple[torch.Tensor, ...]:
+    return (out,) if isinstance(out, torch.Tensor) else tuple(out)
+
+
+def train_step(net: nn.Module, batch: DegradedBatch, loss_fn: Callable, opt: torch.optim.Optimizer,
+               params: Sequence[nn.Parameter], device: torch.device, micro_batches: int = 1,
+               grad_clip: float | None = None, forward_kwargs: dict | None = None):
+    """Forward/backward over the micro-batches of ``batch``, then one step of ``opt`` (whose
+    parameters are ``params``). Returns (mean loss, (inputs, last output, targets) of the last micro-batch)."""
+    opt.zero_grad(set_to_none=True)
+    chunks = face_chunks(batch, micro_batches)
+    total = 0.0
+    for i, chunk in enumerate(chunks):
+        x, y = inputs_and_targets(chunk, device)
+        with maybe_no_sync(net, i < len(chunks) - 1):
+            out = as_outputs(net(x, **(forward_kwargs or {})))
+            loss = loss_fn(out, y) / len(chunks)
+            loss.backward()
+        total += float(loss.detach())
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
+    opt.step()
+    return total, (x, out[-1], y)
