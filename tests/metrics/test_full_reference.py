@@ -133,7 +133,7 @@ def test_batch_is_per_image_and_float32_input():
 
 def test_registry():
     x, y = _pair("smooth", 2, 3, 176, 176)
-    assert set(METRICS) == set(HIGHER_IS_BETTER) == {"psnr", "ssim", "ms_ssim", "psnr_y", "ssim_y"}
+    assert set(METRICS) == {"psnr", "ssim", "ms_ssim", "psnr_y", "ssim_y"} <= set(HIGHER_IS_BETTER)
     for name, fn in METRICS.items():
         v = fn(x, y)
         assert v.shape == (2,) and torch.all(torch.isfinite(v)), name
@@ -171,3 +171,14 @@ def test_bad_options_and_sizes():
         psnr(x[:, :1], x[:, :1], y_channel=True)
     with pytest.raises(MetricInputError, match="non-empty"):
         psnr(x[:0], x[:0])
+
+
+def test_package_exports():
+    import frsengine.metrics as metrics
+    import frsengine.metrics.lpips as lpips_module
+    import frsengine.metrics.niqe as niqe_module
+
+    assert all(hasattr(metrics, name) for name in metrics.__all__)
+    # The modules stay reachable as attributes (no function of the same name hides them).
+    assert hasattr(lpips_module, "LPIPS") and hasattr(niqe_module, "NIQEModel")
+    assert all(HIGHER_IS_BETTER[k] is False for k in ("identity", "niqe", "lpips", "fid"))
