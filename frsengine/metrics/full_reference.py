@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -131,10 +132,10 @@ def _prepare(name: str, x, y, data_range: float, crop_border: int, y_channel: bo
                                "unsqueeze(0) or resize one side")
     if x.device != y.device:
         raise MetricInputError(f"{name}: x is on {x.device} but y on {y.device}: move both to one device")
-    if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
+    if not (isinstance(data_range, numbers.Real) and math.isfinite(data_range) and data_range > 0):
         raise MetricInputError(f"{name}: data_range must be a positive number (1.0 for [0, 1], "
                                f"255 for [0, 255]), got {data_range!r}")
-    if int(crop_border) != crop_border or crop_border < 0:
+    if not isinstance(crop_border, numbers.Integral) or crop_border < 0:
         raise MetricInputError(f"{name}: crop_border must be an integer >= 0, got {crop_border!r}")
     if y_channel and x.shape[1] != 3:
         raise MetricInputError(f"{name}: y_channel=True needs RGB input (C = 3), got C = {x.shape[1]}")
