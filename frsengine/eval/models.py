@@ -73,6 +73,28 @@ def make_prior_fn(student: str | os.PathLike | None, dictionary: str | os.PathLi
     return prior.mfpsnet_priors
 
 
+def prior_mismatch(package, prior_fn: Callable) -> str:
+    """Why `prior_fn`'s maps do not fit the MFPSNet package's priors ("" when they do): the
+    channels of each prior the package was built for, checked on one blank face."""
+    import torch
+
+    h, w = package.input_size
+    with torch.no_grad():
+        maps = prior_fn(torch.zeros(1, 3, h, w))
+    wrong = []
+    for p in package.meta.get("priors", []):
+        got = maps.get(p["name"]) if isinstance(maps, dict) else None
+        if got is None:
+            wrong.append(f"{p['name']}: missing")
+        elif tuple(got.shape[1:]) != (p["channels"], h, w):
+            wrong.append(f"{p['name']}: {got.shape[1]} channels at {got.shape[-1]}x{got.shape[-2]}, "
+                         f"the package wants {p['channels']} at {w}x{h}")
+    if not wrong:
+        return ""
+    return ("the priors (--student/--dictionary) do not fit this MFPSNet package (" + "; ".join(wrong)
+            + "): use priors of the sizes it was trained with")
+
+
 def load_methods(models: list[str | os.PathLike], *, names: list[str] | None = None, backend: str = "auto",
                  device=None, precision: str | None = None, batch_size: int = 16,
                  prior_fn: Callable | None = None) -> list[Method]:
@@ -96,9 +118,12 @@ def load_methods(models: list[str | os.PathLike], *, names: list[str] | None = N
         if package.network == "mfpsnet" and prior_fn is None:
             method.skipped = ("MFPSNet package without priors: pass --student and --dictionary "
                               "(frsengine priors train / build) to evaluate it")
+        elif package.network == "mfpsnet" and (why := prior_mismatch(package, prior_fn)):
+            method.skipped = why
         else:
             method.restorer = Restorer(package, backend=backend, device=device, precision=precision,
-                                       batch_size=batch_size, prior_fn=prior_fn)
+                                       batch_size=batch_size,
+                                       prior_fn=prior_fn if package.network == "mfpsnet" else None)
             info["backend"] = method.restorer.backend.describe()
         methods.append(method)
     return methods

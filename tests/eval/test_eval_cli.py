@@ -190,13 +190,7 @@ def test_real_faces_niqe_and_grid(tmp_path, faces, identity_package, lift_packag
 
 
 def test_mfpsnet_without_priors_is_skipped(tmp_path, faces, identity_package):
-    from frsengine.export import save_package
-    from frsengine.models import build_derived
-    from frsengine.nas.genotype import load_genotype
-
-    torch.manual_seed(0)
-    mfps = save_package(build_derived(load_genotype("configs/genotypes/mfpsnet-seed0.json"), "tiny"),
-                        tmp_path / "mfps", preset="tiny")
+    mfps = _mfpsnet_package(tmp_path, "tiny")
     out = tmp_path / "out"
     rc = run_eval("--models", identity_package.path, mfps, "--data", faces, "--out", out, "--tasks", "jpeg",
                   "--limit", 2, "--no-identity", "--quiet", "--grid-faces", 1)
@@ -246,3 +240,54 @@ def test_errors_are_one_line(tmp_path, capsys, faces, identity_package, case):
                 "half-priors": "--dictionary"}[case]
     assert expected in err[0]
     assert not (out / "cache").exists()  # refused before any LQ set was built
+
+
+def _tiny_priors(tmp_path):
+    """A random student and a 2-atom component dictionary: priors of the engine's default sizes
+    (10 parsing classes, 68 heatmaps, 64 dictionary channels)."""
+    from frsengine.priors.dictionary import DictionaryConfig, build_dictionary, save_dictionary
+    from frsengine.priors.student import StudentConfig, StudentPriorNet
+    from frsengine.priors.train import save_checkpoint
+
+    torch.manual_seed(0)
+    student = save_checkpoint(tmp_path / "student.safetensors", StudentPriorNet(StudentConfig(widths=(8, 8, 8, 8))),
+                              None, {})
+    cfg = DictionaryConfig(atoms=2, hidden=8, kmeans_iters=2)
+    boxes = torch.tensor([[40.0, 50, 20], [88, 50, 20], [64, 70, 20], [64, 95, 30]]).expand(4, 4, 3).contiguous()
+    dictionary = save_dictionary(tmp_path / "dict.safetensors", build_dictionary(torch.rand(4, 3, 128, 128), boxes, cfg),
+                                 cfg)
+    return student, dictionary
+
+
+def _mfpsnet_package(tmp_path, preset):
+    from frsengine.export import save_package
+    from frsengine.models import build_derived
+    from frsengine.nas.genotype import load_genotype
+
+    torch.manual_seed(0)
+    return save_package(build_derived(load_genotype("configs/genotypes/mfpsnet-seed0.json"), preset),
+                        tmp_path / f"mfps-{preset}", preset=preset)
+
+
+def test_mfpsnet_priors_that_do_not_fit_are_reported(tmp_path, faces, identity_package):
+    student, dictionary = _tiny_priors(tmp_path)
+    out = tmp_path / "out"
+    rc = run_eval("--models", _mfpsnet_package(tmp_path, "tiny"), identity_package.path, "--student", student,
+                  "--dictionary", dictionary, "--data", faces, "--out", out, "--tasks", "noise", "--limit", 2,
+                  "--no-identity", "--quiet", "--grid-faces", 1)
+    assert rc == 0
+    record = json.loads((out / "results.json").read_text())
+    assert "do not fit this MFPSNet package (parsing: 10 channels" in record["methods"][1]["skipped"]
+    assert set(record["results"]["noise"]) == {"LQ input", "tiny-identity"}
+
+
+def test_mfpsnet_with_priors_is_evaluated(tmp_path, faces):
+    student, dictionary = _tiny_priors(tmp_path)
+    out = tmp_path / "out"
+    rc = run_eval("--models", _mfpsnet_package(tmp_path, "small"), "--student", student, "--dictionary", dictionary,
+                  "--data", faces, "--out", out, "--tasks", "full", "--limit", 2, "--no-identity", "--quiet",
+                  "--grid-faces", 1)
+    assert rc == 0
+    record = json.loads((out / "results.json").read_text())
+    assert "skipped" not in record["methods"][1] and record["methods"][1]["network"] == "mfpsnet"
+    assert record["results"]["full"]["mfps-small"]["psnr"]["n"] == 1
