@@ -14,18 +14,30 @@ DIGITS = {"psnr": 2, "ssim": 4, "ms_ssim": 4, "identity": 4, "niqe": 3}
 
 
 def summarize(values: list[float]) -> dict:
-    """{"mean", "std", "n"} over the finite values; PSNR of identical images is +inf: a set
-    holding any gives mean inf (and "inf": count)."""
+    """{"mean", "std", "n"} over the finite values. PSNR of a restored face identical to its
+    ground truth is +inf: such faces are counted ("inf": k) and left out of the mean, which
+    one of them would otherwise make infinite; NaN (not scored) is left out too."""
     a = np.asarray(values, np.float64)
     finite = a[np.isfinite(a)]
-    n_inf = int(np.isposinf(a).sum())
-    out: dict = {"n": int(finite.size + n_inf)}
-    if n_inf:
-        out.update(mean=math.inf, std=math.nan, inf=n_inf)
-    elif finite.size:
+    out: dict = {"n": int(finite.size)}
+    if finite.size:
         out.update(mean=float(finite.mean()), std=float(finite.std()))
     else:
         out.update(mean=math.nan, std=math.nan)
+    n_inf = int(np.isposinf(a).sum())
+    if n_inf:
+        out["inf"] = n_inf
+    return out
+
+
+def infinite_counts(results: dict) -> dict[str, dict[str, dict[str, int]]]:
+    """{task: {method: {metric: k}}} of the +inf values summarize() left out."""
+    out: dict = {}
+    for task, rows in results.items():
+        for method, cells in rows.items():
+            for metric, cell in cells.items():
+                if cell.get("inf"):
+                    out.setdefault(task, {}).setdefault(method, {})[metric] = cell["inf"]
     return out
 
 

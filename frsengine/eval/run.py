@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 from frsengine.errors import FrsError
 from frsengine.eval.models import BASELINES, LQ_INPUT, load_methods, make_prior_fn
 from frsengine.eval.report import (
-    real_table, summarize, synthetic_tables, write_grid, write_json,
+    infinite_counts, real_table, summarize, synthetic_tables, write_grid, write_json,
 )
 from frsengine.eval.tasks import DEFAULT_TASKS, TASKS, parse_tasks
 
@@ -234,6 +234,10 @@ def _markdown(record: dict, sections: list[str]) -> list[str]:
                 notes.append("ID dist.: dlib's Euclidean distance of 128-d face descriptors (same person below 0.6); "
                              "where dlib found no face the whole crop was described instead — counts of such "
                              f"faces per task: {fb}")
+        inf = infinite_counts(record["results"])
+        if inf:
+            notes.append("faces whose output equals the ground truth exactly (PSNR +inf), left out of the "
+                         f"means and counts: {inf}")
         failed = {t: v for t, v in record["failed_faces"].items() if v}
         if failed:
             notes.append(f"faces a model returned NaN/inf for (scored unchanged): {failed}")
