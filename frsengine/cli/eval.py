@@ -30,7 +30,8 @@ need their priors: --student STUDENT.safetensors --dictionary DICT.safetensors (
 train / build); without them they are skipped and the reason is recorded.
 NIQE model: --niqe-model FILE (load), --niqe-fit DIR (fit on DIR's clean faces, save to
 --niqe-model or OUT/niqe-model.safetensors), or neither with --data (fitted on its HQ faces, cached).
-exit status: 0 when the tables were written, 2 on usage errors (missing folders, unreadable models).
+exit status: 0 when every model was evaluated, 1 when the tables were written but a model was skipped
+(MFPSNet without fitting priors), 2 on usage errors (missing folders, unreadable models).
 example: frsengine eval --models models/frsnet models/frsnet-b --data faces-val/ --out eval/ --seed 0"""
 
 
@@ -107,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
     grids = list(record.get("grids", {}).values()) + ([record["real"]["grid"]] if record.get("real", {}).get("grid") else [])
     if grids:
         print("grids: " + ", ".join(str(args.out / g) for g in grids))
+    skipped = [m["label"] for m in record["methods"] if m.get("skipped")]
+    if skipped:
+        print(f"frsengine eval: {len(skipped)} model(s) not evaluated: {', '.join(skipped)} (reasons above and in "
+              f"{RESULTS_MD})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -189,12 +189,13 @@ def test_real_faces_niqe_and_grid(tmp_path, faces, identity_package, lift_packag
     assert again["results"]["LQ input"] == res["LQ input"] and not (out2 / "grid-real.png").exists()
 
 
-def test_mfpsnet_without_priors_is_skipped(tmp_path, faces, identity_package):
+def test_mfpsnet_without_priors_is_skipped(tmp_path, capsys, faces, identity_package):
     mfps = _mfpsnet_package(tmp_path, "tiny")
     out = tmp_path / "out"
     rc = run_eval("--models", identity_package.path, mfps, "--data", faces, "--out", out, "--tasks", "jpeg",
                   "--limit", 2, "--no-identity", "--quiet", "--grid-faces", 1)
-    assert rc == 0
+    assert rc == 1  # tables written, a model skipped
+    assert "1 model(s) not evaluated: mfps-tiny" in capsys.readouterr().err
     record = json.loads((out / "results.json").read_text())
     skipped = record["methods"][2]
     assert skipped["network"] == "mfpsnet" and "--student and --dictionary" in skipped["skipped"]
@@ -275,7 +276,7 @@ def test_mfpsnet_priors_that_do_not_fit_are_reported(tmp_path, faces, identity_p
     rc = run_eval("--models", _mfpsnet_package(tmp_path, "tiny"), identity_package.path, "--student", student,
                   "--dictionary", dictionary, "--data", faces, "--out", out, "--tasks", "noise", "--limit", 2,
                   "--no-identity", "--quiet", "--grid-faces", 1)
-    assert rc == 0
+    assert rc == 1  # tables written, a model skipped
     record = json.loads((out / "results.json").read_text())
     assert "do not fit this MFPSNet package (parsing: 10 channels" in record["methods"][1]["skipped"]
     assert set(record["results"]["noise"]) == {"LQ input", "tiny-identity"}
