@@ -10,7 +10,7 @@ from frsengine import __version__
 from frsengine.errors import FrsError
 
 # Module names under frsengine.cli; each adds one sub-command.
-COMMANDS = ("degrade", "genotype", "priors", "search", "train", "restore", "build_engine")
+COMMANDS = ("degrade", "genotype", "priors", "search", "train", "eval", "restore", "build_engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # KEY=VALUE overrides may come after options too (`search --config F --output D a.b=1`).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "accepts_overrides", False) and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "run"):
         parser.print_help()
         return 2

@@ -22,6 +22,7 @@ def add_common(p) -> None:
     p.add_argument("--output", metavar="DIR", help="run folder (same as output.dir=DIR)")
     p.add_argument("--device", help="cpu, cuda or auto (same as device=...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log only)")
+    p.set_defaults(accepts_overrides=True)
 
 
 def overrides_of(args) -> list[str]:

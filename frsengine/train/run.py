@@ -110,6 +110,7 @@ class Run:
         self.dir = Path(cfg.output.dir)
         self.ckpt_dir = self.dir / "checkpoints"
         self.resumed: Checkpoint | None = None
+        self._handlers: list[logging.Handler] = []
         if resume:
             path = Path(resume)
             self.resumed = load_checkpoint(path / "checkpoints" / "last.safetensors" if path.is_dir() else path)
@@ -127,6 +128,8 @@ class Run:
         distributed.barrier(self.info)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
+        self._deterministic = (torch.are_deterministic_algorithms_enabled(),
+                               torch.is_deterministic_algorithms_warn_only_enabled())
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.writer = None
@@ -148,11 +151,13 @@ class Run:
             fh = logging.FileHandler(self.dir / "run.log")
             fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             root.addHandler(fh)
+            self._handlers.append(fh)
         if not any(type(h) is logging.StreamHandler for h in root.handlers):
             sh = logging.StreamHandler(sys.stderr)
             sh.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
             sh.setLevel(logging.WARNING)
             root.addHandler(sh)
+            self._handlers.append(sh)
 
     # --- progress -----------------------------------------------------------------------------
     def progress(self, total: int, initial: int, desc: str):
@@ -191,6 +196,10 @@ class Run:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        for h in self._handlers:
+            logging.getLogger("frsengine").removeHandler(h)
+            h.close()
+        torch.use_deterministic_algorithms(self._deterministic[0], warn_only=self._deterministic[1])
         distributed.teardown()
 
     def summary(self, text: str) -> None:
