@@ -13,13 +13,13 @@ SEARCH_TINY = REPO / "configs" / "search" / "frsnet-tiny.yaml"
 TRAIN_TINY = REPO / "configs" / "train" / "frsnet-tiny.yaml"
 
 
-def make_faces(folder: Path, n: int, size: int = 48, seed: int = 0) -> Path:
+def make_faces(folder: Path, n: int, size: int = 48, seed: int = 0, prefix: str = "f") -> Path:
     """n smooth random colour images (upsampled noise), PNG."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(n):
         img = cv2.resize(rng.random((6, 6, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(folder / f"f{i:02d}.png"), (np.clip(img, 0, 1) * 255).astype(np.uint8))
+        cv2.imwrite(str(folder / f"{prefix}{i:02d}.png"), (np.clip(img, 0, 1) * 255).astype(np.uint8))
     return folder
 
 
