@@ -115,6 +115,8 @@ class RunConfig:
     kind: str = "search"               # 'search' / 'train'
     seed: int = 0
     device: str = "auto"               # 'auto' (CUDA when present), 'cpu', 'cuda'
+    threads: int | None = None         # torch CPU threads (None: torch's default). On a CPU shared with
+                                       # other jobs use 1: spinning threads on a busy core cost up to 15x
     deterministic: bool = True         # torch deterministic algorithms (bit-exact resume on CPU)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -264,5 +266,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.model.network == "mfpsnet" and not (cfg.model.prior_student and cfg.model.prior_dictionary):
         raise ConfigError("MFPSNet needs its prior network: set model.prior_student and model.prior_dictionary "
                           "(files from `frsengine priors train` / `frsengine priors build`)")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads must be >= 1 or null, got {cfg.threads}")
     if cfg.output.checkpoint_every < 1 or cfg.output.log_every < 1:
         raise ConfigError("output.checkpoint_every and output.log_every must be >= 1")

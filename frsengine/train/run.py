@@ -126,6 +126,9 @@ class Run:
             import yaml
             write_bytes_atomic(self.dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
         distributed.barrier(self.info)
+        self._threads = torch.get_num_threads()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         self._deterministic = (torch.are_deterministic_algorithms_enabled(),
@@ -200,6 +203,7 @@ class Run:
             logging.getLogger("frsengine").removeHandler(h)
             h.close()
         torch.use_deterministic_algorithms(self._deterministic[0], warn_only=self._deterministic[1])
+        torch.set_num_threads(self._threads)
         distributed.teardown()
 
     def summary(self, text: str) -> None:
