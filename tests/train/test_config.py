@@ -2,7 +2,7 @@ import pytest
 
 from frsengine.train.config import ConfigError, load_config, parse_overrides
 
-from tests.train.helpers import SEARCH_TINY, TRAIN_TINY
+from tests.train.helpers import REPO, SEARCH_TINY, TRAIN_TINY
 
 
 def test_defaults_follow_the_paper_and_the_authors():
@@ -51,3 +51,9 @@ def test_bad_files(tmp_path):
         load_config(None, kind="train")
     with pytest.raises(ConfigError, match="MFPSNet needs its prior network"):
         load_config(None, ["model.network=mfpsnet"], kind="search")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.kind == path.parent.name
