@@ -18,7 +18,8 @@ def add_common(p) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="YAML run config (configs/search/*.yaml, configs/train/*.yaml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. schedule.epochs=3 data.limit=200 output.dir=runs/x")
-    p.add_argument("--resume", metavar="RUN", help="continue a run: its folder or a checkpoint file")
+    p.add_argument("--resume", metavar="RUN", help="continue a run: its folder or a checkpoint file (its config is "
+                   "used unless --config is given)")
     p.add_argument("--output", metavar="DIR", help="run folder (same as output.dir=DIR)")
     p.add_argument("--device", help="cpu, cuda or auto (same as device=...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log only)")
@@ -36,9 +37,22 @@ def overrides_of(args) -> list[str]:
     return items
 
 
-def run(args) -> int:
-    from frsengine.train import load_config, search
+def config_of(args, items: list[str], kind: str):
+    """The run config: --config FILE, else (when resuming) the checkpoint's own config; then overrides."""
+    from frsengine.train import load_config
 
-    cfg = load_config(args.config, overrides_of(args), kind="search")
+    base = None
+    if args.resume and args.config is None:
+        from frsengine.train.checkpoint import load_checkpoint
+
+        path = Path(args.resume)
+        base = load_checkpoint(path / "checkpoints" / "last.safetensors" if path.is_dir() else path).config
+    return load_config(args.config, items, kind=kind, base=base)
+
+
+def run(args) -> int:
+    from frsengine.train import search
+
+    cfg = config_of(args, overrides_of(args), "search")
     summary = search(cfg, args.resume)
     return 0 if summary["status"] == "done" else 130

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from frsengine.cli.search import add_common, overrides_of
+from frsengine.cli.search import add_common, config_of, overrides_of
 
 
 def add_parser(subparsers) -> None:
@@ -18,11 +18,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from frsengine.train import load_config, retrain
+    from frsengine.train import retrain
 
     items = overrides_of(args)
     if args.genotype:
         items.append(f"model.genotype={args.genotype}")
-    cfg = load_config(args.config, items, kind="train")
+    cfg = config_of(args, items, "train")
     summary = retrain(cfg, args.resume)
     return 0 if summary["status"] == "done" else 130

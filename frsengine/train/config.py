@@ -222,11 +222,13 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | dict | None = None,
-                kind: str | None = None) -> RunConfig:
-    """The config of file ``path`` (or the defaults) with ``overrides`` applied, checked.
-    Relative data paths in the file are taken relative to the current directory."""
-    values: dict = {}
+                kind: str | None = None, base: dict | None = None) -> RunConfig:
+    """The config of file ``path`` (or of the mapping ``base``, e.g. a checkpoint's, or the defaults)
+    with ``overrides`` applied, checked. Relative paths are taken relative to the current directory."""
+    values: dict = dict(base or {})
+    source = "the checkpoint's config"
     if path is not None:
+        source = f"config '{path}'"
         path = Path(path)
         try:
             text = path.read_text()
@@ -241,7 +243,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | dict | No
             raise ConfigError(f"config '{path}' must be a mapping of sections, got {type(values).__name__}")
     cfg = default_config(values.get("kind", kind or "search"))
     if values:
-        _apply(cfg, values, "", f"config '{path}'")
+        _apply(cfg, values, "", source)
     if overrides:
         _apply(cfg, parse_overrides(overrides) if isinstance(overrides, list) else overrides, "", "overrides")
     if kind is not None and cfg.kind != kind:
@@ -270,3 +272,15 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"threads must be >= 1 or null, got {cfg.threads}")
     if cfg.output.checkpoint_every < 1 or cfg.output.log_every < 1:
         raise ConfigError("output.checkpoint_every and output.log_every must be >= 1")
+
+
+def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Keys whose values differ between two config dicts (``section.key``)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differences(va, vb, f"{prefix}{k}.")
+        elif va != vb and not (isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)) and list(va) == list(vb)):
+            out.append(f"{prefix}{k}")
+    return out

@@ -25,7 +25,7 @@ from frsengine.errors import FrsError
 from frsengine.io import write_bytes_atomic
 from frsengine.train import distributed
 from frsengine.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from frsengine.train.config import RunConfig
+from frsengine.train.config import RunConfig, differences
 from frsengine.train.distributed import DistInfo
 
 log = logging.getLogger("frsengine.train")
@@ -117,6 +117,11 @@ class Run:
             if self.resumed.config.get("kind") != cfg.kind:
                 raise FrsError(f"'{self.resumed.path}' is a {self.resumed.config.get('kind')} checkpoint, "
                                f"not {cfg.kind}")
+            changed = [k for k in differences(self.resumed.config, cfg.to_dict())
+                       if not k.startswith("output.") and k not in ("threads", "device")]
+            if changed:
+                log.warning("resuming with settings that differ from the checkpoint's (%s): the run will not "
+                            "match an uninterrupted one", ", ".join(changed))
         elif (self.ckpt_dir / "last.safetensors").exists():
             raise FrsError(f"'{self.dir}' already holds a run: resume it with --resume {self.dir}, or choose "
                            "another output.dir")
