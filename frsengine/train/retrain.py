@@ -88,13 +88,7 @@ def _retrain(run: Run) -> dict:
     net = distributed.wrap(model, info, find_unused=mfpsnet)
     val = data.validation_set(cfg.data, cfg.val) if info.is_main else None
 
-    pos = {"epoch": 0, "batch": 0, "step": 0, "best_psnr": None}
-    if run.resumed is not None:
-        run.resumed.restore_model(model)
-        run.resumed.restore_optimizer("weights", opt)
-        run.resumed.restore_rng()
-        pos = dict(run.resumed.position)
-        log.info("resumed from %s at epoch %d, batch %d (step %d)", run.resumed.path, pos["epoch"], pos["batch"], pos["step"])
+    pos = run.restore(model, {"weights": opt}, {"epoch": 0, "batch": 0, "step": 0, "best_psnr": None})
     log.info("retrain %s (%s, preset %s): %d faces, %d steps/epoch, %d steps, %d rank(s), device %s",
              cfg.model.genotype, genotype.network, cfg.model.preset, len(faces), per_epoch, total, info.world_size, device)
     history_path = run.dir / "val_history.json"

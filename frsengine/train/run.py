@@ -187,6 +187,20 @@ class Run:
         self.writer.add_image(tag, torch.cat(rows, 1).clamp(0, 1).float().cpu(), step)
 
     # --- checkpoints --------------------------------------------------------------------------
+    def restore(self, model, optimizers: dict, position: dict) -> dict:
+        """Load the resumed checkpoint (if any) into ``model`` / ``optimizers`` and the RNG; returns the
+        position to continue from (``position`` when starting fresh)."""
+        if self.resumed is None:
+            return position
+        self.resumed.restore_model(model)
+        for name, opt in optimizers.items():
+            self.resumed.restore_optimizer(name, opt)
+        self.resumed.restore_rng()
+        pos = dict(self.resumed.position)
+        log.info("resumed from %s at epoch %d, batch %d (step %d)", self.resumed.path, pos["epoch"], pos["batch"],
+                 pos["step"])
+        return pos
+
     def save(self, model, optimizers: dict, position: dict, extra: dict | None = None, best: bool = False) -> None:
         """last.safetensors (+ a step-numbered copy, the newest `keep` kept; + best.safetensors)."""
         if not self.info.is_main:

@@ -88,14 +88,7 @@ def _search(run: Run) -> dict:
     opt_w, opt_a = _optimizers(cfg, model)
     net = distributed.wrap(model, info, find_unused=True)
 
-    pos = {"epoch": 0, "batch": 0, "step": 0}
-    if run.resumed is not None:
-        run.resumed.restore_model(model)
-        run.resumed.restore_optimizer("weights", opt_w)
-        run.resumed.restore_optimizer("arch", opt_a)
-        run.resumed.restore_rng()
-        pos = dict(run.resumed.position)
-        log.info("resumed from %s at epoch %d, batch %d (step %d)", run.resumed.path, pos["epoch"], pos["batch"], pos["step"])
+    pos = run.restore(model, {"weights": opt_w, "arch": opt_a}, {"epoch": 0, "batch": 0, "step": 0})
     log.info("search %s/%s: %d faces (D_A %d, D_B %d), %d steps/epoch, %d steps, %d rank(s), device %s",
              cfg.model.network, cfg.model.preset, len(faces), len(d_a), len(d_b), per_epoch, total,
              info.world_size, device)
