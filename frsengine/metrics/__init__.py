@@ -3,7 +3,8 @@
 Full reference, batched torch, one float64 value per image, (N,) — frsengine.metrics.full_reference:
     psnr(x, y, *, data_range=1.0, crop_border=0, y_channel=False)
     ssim(x, y, *, data_range=1.0, crop_border=0, y_channel=False)
-    ms_ssim(x, y, *, data_range=1.0, y_channel=False)
+    ms_ssim(x, y, *, data_range=1.0, y_channel=False, win_size=None)  (None: 11, or 7 at <= 160 px)
+    ms_ssim_window(height, width) -> the window ms_ssim picks for that size (11 or 7)
 Identity (dlib descriptor distance) — frsengine.metrics.identity:
     identity_distance(restored, ground_truth) -> IdentityResult(distance, fallback)
 No reference — frsengine.metrics.niqe:
@@ -23,7 +24,7 @@ from __future__ import annotations
 import functools
 
 from frsengine.metrics.fid import feature_stats, fid_from_features, frechet_distance
-from frsengine.metrics.full_reference import MetricInputError, ms_ssim, psnr, rgb_to_y, ssim
+from frsengine.metrics.full_reference import MetricInputError, ms_ssim, ms_ssim_window, psnr, rgb_to_y, ssim
 from frsengine.metrics.identity import IdentityResult, face_descriptors, identity_distance
 from frsengine.metrics.lpips import LPIPS
 from frsengine.metrics.niqe import NIQEModel, fit_niqe, fit_niqe_from_folder
@@ -44,5 +45,5 @@ HIGHER_IS_BETTER = {
 __all__ = [
     "HIGHER_IS_BETTER", "IdentityResult", "LPIPS", "METRICS", "MetricInputError", "NIQEModel",
     "face_descriptors", "feature_stats", "fid_from_features", "fit_niqe", "fit_niqe_from_folder",
-    "frechet_distance", "identity_distance", "ms_ssim", "psnr", "rgb_to_y", "ssim",
+    "frechet_distance", "identity_distance", "ms_ssim", "ms_ssim_window", "psnr", "rgb_to_y", "ssim",
 ]

@@ -9,7 +9,9 @@ from pytorch_msssim import ms_ssim as ref_ms_ssim
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from frsengine.errors import FrsError
-from frsengine.metrics import METRICS, HIGHER_IS_BETTER, MetricInputError, ms_ssim, psnr, rgb_to_y, ssim
+from frsengine.metrics import (
+    METRICS, HIGHER_IS_BETTER, MetricInputError, ms_ssim, ms_ssim_window, psnr, rgb_to_y, ssim,
+)
 
 TOL = 1e-4
 
@@ -75,6 +77,49 @@ def test_ms_ssim_matches_pytorch_msssim(h, w):
         assert torch.allclose(got, ref, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("h,w", [(128, 128), (97, 97), (128, 131), (160, 203)])
+def test_ms_ssim_small_images_use_win7_as_pytorch_msssim(h, w):
+    """Smaller side 97..160 px (128-px faces): 5 scales with pytorch-msssim's win_size=7."""
+    assert ms_ssim_window(h, w) == 7
+    for kind in ("random", "smooth"):
+        x, y = _pair(kind, 2, 3, h, w, seed=2)
+        ref = ref_ms_ssim(x, y, data_range=1.0, size_average=False, win_size=7)
+        got = ms_ssim(x, y)
+        assert got.shape == (2,) and got.dtype == torch.float64
+        assert torch.allclose(got, ref, atol=TOL, rtol=0)
+        assert torch.equal(got, ms_ssim(x, y, win_size=7))
+    # uint8 on the 255 scale, and luma
+    x8, y8 = (t.mul(255).round().to(torch.uint8) for t in _pair("smooth", 1, 3, h, w, seed=3))
+    ref = ref_ms_ssim(x8.double(), y8.double(), data_range=255, size_average=False, win_size=7)
+    assert torch.allclose(ms_ssim(x8, y8, data_range=255), ref, atol=TOL, rtol=0)
+    x, y = _pair("smooth", 1, 3, h, w, seed=4)
+    ref = ref_ms_ssim(rgb_to_y(x), rgb_to_y(y), data_range=255.0, size_average=False, win_size=7)
+    assert torch.allclose(ms_ssim(x, y, y_channel=True), ref, atol=TOL, rtol=0)
+    assert ms_ssim(x, x).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ms_ssim_explicit_win_size_is_kept():
+    x, y = _pair("smooth", 2, 3, 176, 176, seed=5)
+    assert ms_ssim_window(176, 176) == 11
+    assert torch.equal(ms_ssim(x, y), ms_ssim(x, y, win_size=11))
+    ref7 = ref_ms_ssim(x, y, data_range=1.0, size_average=False, win_size=7)
+    got7 = ms_ssim(x, y, win_size=7)  # above 160 px too, when asked
+    assert torch.allclose(got7, ref7, atol=TOL, rtol=0) and not torch.allclose(got7, ms_ssim(x, y), atol=1e-6)
+    ref5 = ref_ms_ssim(x[..., :128, :128], y[..., :128, :128], data_range=1.0, size_average=False, win_size=5)
+    assert torch.allclose(ms_ssim(x[..., :128, :128], y[..., :128, :128], win_size=5), ref5, atol=TOL, rtol=0)
+
+
+def test_ms_ssim_window_rule():
+    assert [ms_ssim_window(h, w) for h, w in [(161, 161), (512, 200), (160, 400), (128, 128), (97, 500)]] == \
+        [11, 11, 7, 7, 7]
+    for h, w in [(96, 128), (128, 96), (16, 16)]:
+        with pytest.raises(MetricInputError, match="97x97"):
+            ms_ssim_window(h, w)
+    for bad in [(128.0, 128), (0, 128), (True, 128)]:
+        with pytest.raises(MetricInputError, match="positive integer"):
+            ms_ssim_window(*bad)
+
+
 def test_ms_ssim_y_channel_and_identity():
     x, y = _pair("smooth", 1, 3, 168, 168)
     ref = ref_ms_ssim(rgb_to_y(x), rgb_to_y(y), data_range=255.0, size_average=False)
@@ -137,6 +182,10 @@ def test_registry():
     for name, fn in METRICS.items():
         v = fn(x, y)
         assert v.shape == (2,) and torch.all(torch.isfinite(v)), name
+    x, y = _pair("smooth", 2, 3, 128, 128)  # the eval's default face size: every metric scores it
+    for name, fn in METRICS.items():
+        v = fn(x, y)
+        assert v.shape == (2,) and torch.all(torch.isfinite(v)), name
     assert torch.equal(METRICS["ssim_y"](x, y), ssim(x, y, y_channel=True))
 
 
@@ -161,8 +210,16 @@ def test_bad_options_and_sizes():
         ssim(x[..., :10, :], x[..., :10, :])
     with pytest.raises(MetricInputError, match="smaller crop_border"):
         ssim(x, x, crop_border=3)
-    with pytest.raises(MetricInputError, match="161x161"):
+    with pytest.raises(MetricInputError, match="97x97 px for 5 scales with a 7x7 window"):
         ms_ssim(x, x)
+    big = torch.rand(1, 3, 128, 128)
+    with pytest.raises(MetricInputError, match="161x161.*smaller odd win_size"):
+        ms_ssim(big, big, win_size=11)
+    with pytest.raises(MetricInputError, match="97x97"):
+        ms_ssim(big[..., :96, :], big[..., :96, :])
+    for bad in (8, 0, -3, 7.0, True, "7"):
+        with pytest.raises(MetricInputError, match="win_size must be an odd positive integer"):
+            ms_ssim(big, big, win_size=bad)
     with pytest.raises(MetricInputError, match="data_range"):
         psnr(x, x, data_range=0)
     with pytest.raises(MetricInputError, match="crop_border"):
