@@ -1,11 +1,14 @@
 """The metrics an evaluation reports, on top of `frsengine.metrics` (nothing is re-implemented
 here): PSNR, SSIM, MS-SSIM (RGB, or BT.601 luma with y_channel) and the dlib identity distance.
 
-A metric that cannot score the set's faces (MS-SSIM needs sides above 160 px; dlib missing) is
-left out of the tables and the reason recorded."""
+MS-SSIM (5 scales, pytorch-msssim's definition) uses an 11x11 Gaussian window on faces above
+160 px and a 7x7 one on faces of 97 to 160 px — the default 128 px —, as `frsengine.metrics.ms_ssim`
+does; the window is recorded with the metric (results.json) and in a note of results.md.
+A metric that cannot score the set's faces (MS-SSIM below 97 px; dlib missing) is left out of the
+tables and the reason recorded."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -17,17 +20,47 @@ class Metric:
     label: str            # column header
     higher_is_better: bool
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (restored, gt) -> (N,)
-    note: str = ""
+    note: str = ""        # a line for the notes of results.md ("" = none)
+    info: dict = field(default_factory=dict)  # how it was computed, kept with the metric in results.json
+
+    def row(self) -> dict:
+        """The metric's entry in results.json's "metrics"."""
+        out = {"name": self.name, "label": self.label, "higher_is_better": self.higher_is_better}
+        if self.info:
+            out["info"] = dict(self.info)
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
-def full_reference_metrics(y_channel: bool = False) -> list[Metric]:
-    from frsengine.metrics import ms_ssim, psnr, ssim
+def full_reference_metrics(y_channel: bool = False, size: int | None = None) -> list[Metric]:
+    """PSNR, SSIM, MS-SSIM. With `size` (the side of the set's square faces), MS-SSIM is fixed to
+    the window `ms_ssim_window(size, size)` picks and says which (info, note); at sizes no window
+    fits (<= 96 px) it is left to raise, and check_size leaves it out."""
+    from frsengine.errors import FrsError
+    from frsengine.metrics import ms_ssim, ms_ssim_window, psnr, ssim
+    from frsengine.metrics.full_reference import MS_SSIM_WEIGHTS, WIN_SIGMA
 
     suffix = " (Y)" if y_channel else ""
+    win = None
+    if size is not None:
+        try:
+            win = ms_ssim_window(size, size)
+        except FrsError:
+            pass
+    ms = Metric("ms_ssim", f"MS-SSIM{suffix}", True,
+                lambda x, y: ms_ssim(x, y, y_channel=y_channel, win_size=win))
+    if win is not None:
+        scales = len(MS_SSIM_WEIGHTS)
+        ms.info = {"scales": scales, "weights": list(MS_SSIM_WEIGHTS), "win_size": win, "win_sigma": WIN_SIGMA,
+                   "size": int(size), "definition": f"pytorch_msssim.ms_ssim(win_size={win})"}
+        ms.note = (f"{ms.label}: {scales} scales, {win}x{win} Gaussian window at {size} px (σ = {WIN_SIGMA}, "
+                   f"as pytorch-msssim's ms_ssim(win_size={win}); "
+                   + ("its default 11x11 window needs sides above 160 px)" if win != 11 else "its default)"))
     return [
         Metric("psnr", f"PSNR{suffix}", True, lambda x, y: psnr(x, y, y_channel=y_channel)),
         Metric("ssim", f"SSIM{suffix}", True, lambda x, y: ssim(x, y, y_channel=y_channel)),
-        Metric("ms_ssim", f"MS-SSIM{suffix}", True, lambda x, y: ms_ssim(x, y, y_channel=y_channel)),
+        ms,
     ]
 
 

@@ -130,7 +130,7 @@ def _synthetic(record, md_sections, methods, out, data, task_list, seed, preset,
     lq = prepare_lq_set(data, cache, preset=preset, overrides=overrides, seed=seed, size=size,
                         backend=degrade_backend, limit=limit, progress=progress, report=say)
     say(f"LQ set: {len(lq.names)} faces in {lq.root} ({'reused' if lq.reused else f'{lq.written} degraded now'})")
-    metrics, omitted = check_size(full_reference_metrics(y_channel), size)
+    metrics, omitted = check_size(full_reference_metrics(y_channel, size), size)
     scorer = None
     if identity:
         scorer, why = identity_scorer()
@@ -140,7 +140,7 @@ def _synthetic(record, md_sections, methods, out, data, task_list, seed, preset,
         omitted["identity"] = "left out (--no-identity)"
     scores = evaluate_tasks(lq, task_list, methods, metrics, scorer, grid_faces, progress, say)
 
-    metric_rows = [{"name": m.name, "label": m.label, "higher_is_better": m.higher_is_better} for m in metrics]
+    metric_rows = [m.row() for m in metrics]  # MS-SSIM's with its window ("info") and a note
     if scorer is not None:
         metric_rows.append({"name": scorer.name, "label": scorer.label, "higher_is_better": scorer.higher_is_better})
     runnable = [m for m in methods if m.runnable]
@@ -226,6 +226,7 @@ def _markdown(record: dict, sections: list[str]) -> list[str]:
              "↓ lower is better. Model outputs are rounded to 8 bits before scoring, as saved images are."]
     if "lq_set" in record:
         notes.append("bicubic: " + BASELINES["bicubic"] + ".")
+        notes += [m["note"] for m in record["metrics"] if m.get("note")]
         for name, why in record["omitted_metrics"].items():
             notes.append(f"{name} not reported: {why}")
         if record.get("identity_fallbacks"):

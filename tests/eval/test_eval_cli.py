@@ -85,10 +85,13 @@ def test_tables_json_and_grids(full_run, capsys):
     for m in record["methods"][1:]:
         assert len(m["weights_sha256"]) == 64 and len(m["genotype_sha256"]) == 64 and m["network"] == "frsnet"
     names = [m["name"] for m in record["metrics"]]
-    assert names[:2] == ["psnr", "ssim"]
-    # MS-SSIM needs sides above 160 px: at 128 it is left out, with the reason
-    assert ("ms_ssim" in names) != ("ms_ssim" in record["omitted_metrics"])
-    assert "identity" in record["omitted_metrics"]
+    # MS-SSIM is reported at 128 px, with pytorch-msssim's 7x7 window (11x11 needs sides above 160 px)
+    assert names == ["psnr", "ssim", "ms_ssim"]
+    assert "ms_ssim" not in record["omitted_metrics"]
+    ms = record["metrics"][2]
+    assert ms["info"]["win_size"] == 7 and ms["info"]["scales"] == 5 and ms["info"]["win_sigma"] == 1.5
+    assert ms["note"].startswith("MS-SSIM: 5 scales, 7x7 Gaussian window at 128 px")
+    assert set(record["omitted_metrics"]) == {"identity"}
     for task in TASKS:
         for label in labels:
             for metric in names:
@@ -101,6 +104,7 @@ def test_tables_json_and_grids(full_run, capsys):
     for title in ("Face deblurring", "Face denoising", "Face artifacts removal", "Face super-resolution"):
         assert f"| {title} | LQ input" in md or f"| {title} | LQ input (= bicubic)" in md
     assert "| lift |" in md and "| identity |" in md and "bicubic" in md
+    assert "MS-SSIM↑" in md and "- MS-SSIM: 5 scales, 7x7 Gaussian window at 128 px" in md
 
     for task in TASKS:
         grid = np.asarray(Image.open(out / f"grid-{task}.png"))
@@ -120,7 +124,7 @@ def test_identity_scores_like_lq_input_and_worse_model_lower(full_run):
         per = record["per_image"][task]
         assert per["identity"] == per["LQ input"]  # exactly, image by image
         res = record["results"][task]
-        for metric in ("psnr", "ssim"):
+        for metric in ("psnr", "ssim", "ms_ssim"):
             assert res["lift"][metric]["mean"] < res["LQ input"][metric]["mean"]
     md = (out / "results.md").read_text()
     # identity ties the LQ input for the best place: both bold in the summary

@@ -6,6 +6,7 @@ import pytest
 
 from frsengine.errors import FrsError
 from frsengine.eval.lqset import cache_key
+from frsengine.eval.metrics import check_size, full_reference_metrics
 from frsengine.eval.models import unique_labels
 from frsengine.eval.report import fmt, json_safe, rank_marks, summarize
 from frsengine.eval.tasks import parse_tasks
@@ -50,3 +51,29 @@ def test_cache_key_follows_files_and_settings(tmp_path):
     st = (tmp_path / "a.png").stat()
     os.utime(tmp_path / "a.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # an edited face
     assert key != cache_key(tmp_path, files, {"name": "paper"}, 0, 128, "torch", None)
+
+
+@pytest.mark.parametrize("size,win", [(128, 7), (97, 7), (160, 7), (161, 11), (176, 11), (96, None), (64, None)])
+def test_ms_ssim_window_per_face_size(size, win):
+    """MS-SSIM is kept at the default 128 px (7x7 window), with its window recorded; below 97 px it is
+    left out with the reason naming the minimum."""
+    import torch
+
+    from frsengine.metrics import ms_ssim
+
+    kept, omitted = check_size(full_reference_metrics(False, size), size)
+    names = [m.name for m in kept]
+    assert names[:2] == ["psnr", "ssim"]
+    if win is None:
+        assert names == ["psnr", "ssim"] and "97x97" in omitted["ms_ssim"]
+        return
+    assert names == ["psnr", "ssim", "ms_ssim"] and omitted == {}
+    ms = kept[2]
+    assert ms.row()["info"]["win_size"] == win and ms.info["scales"] == 5
+    assert ms.note.startswith(f"MS-SSIM: 5 scales, {win}x{win} Gaussian window at {size} px")
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, size, size, generator=g)
+    y = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert torch.equal(ms.fn(x, y), ms_ssim(x, y, win_size=win))
+    y_metrics = full_reference_metrics(True, size)
+    assert y_metrics[2].label == "MS-SSIM (Y)" and y_metrics[2].note.startswith(f"MS-SSIM (Y): 5 scales, {win}x{win}")
