@@ -3,27 +3,22 @@ whether it is its group's baseline; the summary prints items/s and the ratio to 
 baseline measured in the same run, with the machine."""
 from __future__ import annotations
 
-import os
-import platform
-
 import pytest
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import torch
+    """One line: CPU, cores, torch threads, GPU, torch (frsengine.bench.machine)."""
+    from frsengine.bench.machine import describe_machine, summary_line
 
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return summary_line(describe_machine())
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["frsengine_machine"] = machine_description()
+    from frsengine.bench.machine import describe_machine, summary_line
+
+    details = describe_machine()
+    machine_info["frsengine_machine"] = summary_line(details)
+    machine_info["frsengine_machine_details"] = details
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -52,5 +52,7 @@ timeout "$(cap 60)" $PY benchmarks/search_step.py --device cuda --models mfpsnet
 stage "degradation throughput (torch on CUDA vs the CPU baseline)"
 timeout "$(cap 40)" $PY -m pytest -q -p no:cacheprovider benchmarks/test_bench_degrade.py -k "test_degrade_throughput and (cuda or opencv)" \
     2>&1 | grep -v "^ *$" | tail -14
+stage "frsengine bench --device cuda --quick (table + JSON with ratios, FLOPs/face, fraction of peak)"
+timeout "$(cap 110)" $PY -m frsengine.bench --device cuda --quick --no-memory --json "$OUT/bench_quick_cuda.json" 2>&1 | tail -45
 stage done
 } 2>&1 | tee "$OUT/log"

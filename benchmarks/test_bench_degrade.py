@@ -5,21 +5,17 @@ the per-image OpenCV/PIL/libjpeg baseline (and DALI, and CUDA where present).
 """
 import importlib.util
 
-import numpy as np
 import pytest
 import torch
 
-from frsengine.degrade import Degrader
+from frsengine.bench.degrade import faces as _faces
+from frsengine.bench.degrade import make_run
 
 BATCH = 64
 
 
 def faces(n: int = BATCH, size: int = 128) -> torch.Tensor:
-    rng = np.random.default_rng(0)
-    low = torch.from_numpy(rng.random((n, 3, size // 8, size // 8))).float()
-    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
-    img = img + 0.05 * torch.from_numpy(rng.standard_normal((n, 3, size, size))).float()
-    return (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    return _faces(n, size)
 
 
 CASES = [("opencv", "cpu"), ("torch", "cpu")]
@@ -32,21 +28,7 @@ if torch.cuda.is_available():
 @pytest.mark.parametrize("preset", ["paper", "reference"])
 @pytest.mark.parametrize("backend,device", CASES, ids=[f"{b}-{d}" for b, d in CASES])
 def test_degrade_throughput(benchmark, report, preset, backend, device):
-    hq = faces()
-    if backend == "dali":
-        # DALI picks its own device: GPU when there is one, unless told "cpu".
-        deg = Degrader(preset, backend, device=device)
-    else:
-        deg = Degrader(preset, backend, device=device if backend == "torch" else None)
-    if device == "cuda":
-        hq = hq.cuda()
-
-    def run():
-        out = deg(hq, seed=0)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return out
-
+    run = make_run(f"{backend}-{device}", preset, BATCH)   # frsengine.bench.degrade, as `frsengine bench` runs it
     run()  # warm-up: caches, pipelines
     benchmark.group = f"degrade {preset}: 128x128, full + 4 singles, batch {BATCH}"
     report(benchmark, items=BATCH, baseline=(backend == "opencv"))
@@ -73,6 +55,7 @@ LOADER_CASES = [("opencv", "main", 0), ("torch", "main", 0), ("opencv", "workers
                          ids=[f"{b}-{w}{n or ''}" for b, w, n in LOADER_CASES])
 def test_loader_throughput(benchmark, report, backend, where, workers):
     from frsengine.data import DegradedLoader
+    from frsengine.degrade import Degrader
 
     n = 4 * BATCH
     loader = DegradedLoader(_Faces(n), Degrader("paper", backend), batch_size=BATCH, num_workers=workers,

@@ -1,22 +1,22 @@
 """Faces/s of restoration at 128x128, batch 1/8/32, per backend, ratios against plain eager
 PyTorch (fp32, NCHW) measured in the same run.
 
-Network: the derived FRSNet of configs/genotypes/frsnet-seed0.json, 'default' preset (2.80 M
-parameters, 5.1 GFLOPs/face), BN folded, **random weights** (seeded): speed does not depend on
-the weights. Each backend is the one ``frsengine.restore`` runs (frsengine.export.backends); the
-timed call is one model batch, input and output on the benchmarked device (synchronised on CUDA),
-no decoding or host<->device copies.
+Network and backends: frsengine.bench.inference (the ``inference`` suite of ``frsengine bench``,
+read its docstring): the derived FRSNet of configs/genotypes/frsnet-seed0.json, 'default' preset
+(2.80 M parameters, 5.1 GFLOPs/face), BN folded, **random weights** (seeded); each backend the one
+``frsengine.restore`` runs; the timed call is one model batch, input and output on the benchmarked
+device (synchronised on CUDA), no decoding or host<->device copies.
 
     .venv/bin/python -m pytest benchmarks/test_bench_restore.py                       # CPU
     .venv/bin/python benchmarks/test_bench_restore.py --batches 8,32                  # interleaved (shared machines)
     FRS_BENCH_DEVICE=cuda python -m pytest benchmarks/test_bench_restore.py           # GPU
 
-CPU rows: eager (baseline), eager channels-last (the ``torch`` backend), ``compile``
-(torch.compile, inductor, frozen weights), ``onnxruntime``; plus eager bf16 where the CPU has
-AVX512-BF16/AMX (lower precision: its max abs error against fp32 is recorded).
-GPU rows: eager fp32 NCHW (baseline), eager fp32 channels-last, eager fp16, eager bf16 (the last two
-channels-last, as the ``torch`` backend runs them), compile fp32, compile fp16, TensorRT fp16 if
-``tensorrt`` imports (cuDNN benchmark mode on for all). FRS_BENCH_THREADS sets torch/onnxruntime CPU threads (default: all cores);
+CPU rows: eager-fp32-nchw (baseline), eager-fp32 (channels-last: the ``torch`` backend),
+compile-fp32 (torch.compile, inductor, frozen weights), onnxruntime-fp32; plus eager-bf16 where
+the CPU has AVX512-BF16/AMX (lower precision: its max abs error against fp32 is recorded).
+GPU rows: eager-fp32-nchw (baseline), eager-fp32, eager-fp16, eager-bf16 (channels-last),
+compile-fp32, compile-fp16, tensorrt-fp16 if ``tensorrt`` imports (cuDNN benchmark mode on for
+all). FRS_BENCH_THREADS sets torch/onnxruntime CPU threads (default: all cores);
 FRS_BENCH_BATCHES overrides the batch sizes (e.g. "1,8"). Compile time is not counted (warm-up).
 """
 from __future__ import annotations
@@ -28,63 +28,39 @@ import time
 import pytest
 import torch
 
-from frsengine.export.backends import (CompileBackend, OnnxRuntimeBackend, TorchBackend, cpu_has_bf16,
-                                       tensorrt_available)
-from frsengine.export.package import load_package, save_package
+from frsengine.bench.inference import CPU_CASES, GPU_CASES, make_backend, make_package
+from frsengine.export.backends import cpu_has_bf16, tensorrt_available
 
 DEVICE = os.environ.get("FRS_BENCH_DEVICE", "cpu")
 THREADS = int(os.environ.get("FRS_BENCH_THREADS", "0")) or os.cpu_count()
 BATCHES = [int(b) for b in os.environ.get("FRS_BENCH_BATCHES", "1,8,32").split(",")]
-GENOTYPE = os.path.join(os.path.dirname(__file__), "..", "configs", "genotypes", "frsnet-seed0.json")
 SIZE = 128
 
 if DEVICE == "cuda" and not torch.cuda.is_available():
     pytest.skip("FRS_BENCH_DEVICE=cuda but torch sees no CUDA device", allow_module_level=True)
 
-CPU_CASES = ["eager", "eager-channels-last", "compile", "onnxruntime"] + (["eager-bf16"] if cpu_has_bf16() else [])
-GPU_CASES = ["eager-fp32", "eager-fp32-channels-last", "eager-fp16", "eager-bf16", "compile-fp32", "compile-fp16"] + (
-    ["tensorrt-fp16"] if tensorrt_available() else [])
-CASES = GPU_CASES if DEVICE == "cuda" else CPU_CASES
+CASES = [c for c in (GPU_CASES if DEVICE == "cuda" else CPU_CASES)
+         if not (c == "tensorrt-fp16" and not tensorrt_available())
+         and not (DEVICE == "cpu" and c == "eager-bf16" and not cpu_has_bf16())]
 BASELINE = CASES[0]
 
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
-    from frsengine.models import build_derived
-    from frsengine.nas.genotype import load_genotype
-
     torch.set_num_threads(THREADS)
     torch.backends.cudnn.benchmark = True  # every GPU row alike: cuDNN picks its fastest kernels
-    torch.manual_seed(0)
-    model = build_derived(load_genotype(GENOTYPE), "default")
     cache = tmp_path_factory.mktemp("cache")
     os.environ.setdefault("FRSENGINE_CACHE", str(cache))  # ONNX export / engines of this run only
-    path = save_package(model, cache / "frsnet-seed0-random", preset="default", input_size=SIZE,
-                        training_data="untrained (random initialisation): speed benchmark only")
-    return load_package(path)
+    return make_package(cache / "frsnet-seed0-random", "default")
 
 
 _backends: dict[tuple[str, int], object] = {}
 
 
 def make(case: str, package, batch: int):
-    dev = torch.device(DEVICE)
     key = (case, batch if case.startswith(("compile", "tensorrt")) else 0)
     if key not in _backends:
-        prec = case.split("-")[1] if DEVICE == "cuda" else ("bf16" if case == "eager-bf16" else "fp32")
-        if case in ("eager", "eager-fp32"):  # the baseline: plain eager fp32, NCHW
-            b = TorchBackend(package.build(), dev, "fp32", channels_last=False)
-        elif case.startswith("eager"):
-            b = TorchBackend(package.build(), dev, prec, channels_last=True)
-        elif case.startswith("compile"):
-            b = CompileBackend(package.build(), dev, prec, batch_size=batch)
-        elif case == "onnxruntime":
-            b = OnnxRuntimeBackend(package, dev, threads=THREADS)
-        else:
-            from frsengine.export.backends import TensorRTBackend
-
-            b = TensorRTBackend(package, dev, "fp16", batch_size=batch)
-        _backends[key] = b
+        _backends[key] = make_backend(case, package, batch, DEVICE, THREADS)
     return _backends[key]
 
 
@@ -114,7 +90,7 @@ def test_restore_throughput(benchmark, report, package, case, batch):
         rounds = 30
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=1)
     assert y.shape == x.shape and torch.isfinite(y).all()
-    if "bf16" not in case and "fp16" not in case:
+    if "bf16" not in case and "fp16" not in case:  # fp32 rows
         # CUDA fp32 convolutions run as TF32 by default (torch's cuDNN setting): ~1e-3 differences
         # between algorithms; CPU fp32 paths agree to ~1e-5. (Outputs of this random net reach ~2.)
         tol = 1e-2 if DEVICE == "cuda" else 1e-3
@@ -135,29 +111,23 @@ def interleaved(batches=(8, 32), rounds: int = 4) -> None:
     """
     import tempfile
 
-    from frsengine.models import build_derived
-    from frsengine.nas.genotype import load_genotype
+    from frsengine.bench.timing import interleaved as timed
 
     torch.set_num_threads(THREADS)
-    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("FRSENGINE_CACHE", tmp)
-        pkg = load_package(save_package(build_derived(load_genotype(GENOTYPE), "default"), os.path.join(tmp, "pkg"),
-                                        preset="default", input_size=SIZE, training_data="untrained (random)"))
+        pkg = make_package(os.path.join(tmp, "pkg"), "default")
         print(f"{DEVICE}, {THREADS} thread(s), rounds interleaved, best of {rounds}; baseline {BASELINE}")
         for batch in batches:
             x = torch.rand(batch, 3, SIZE, SIZE).to(DEVICE)
             backends = {case: make(case, pkg, batch) for case in CASES}
             for b in backends.values():
                 b(x)  # warm-up / compile / export
-            best = dict.fromkeys(backends, float("inf"))
-            for _ in range(rounds):
-                for case, b in backends.items():
-                    t0 = time.perf_counter()
-                    b(x)
-                    if DEVICE == "cuda":
-                        torch.cuda.synchronize()
-                    best[case] = min(best[case], time.perf_counter() - t0)
+
+            def call(b):
+                return lambda: (b(x), torch.cuda.synchronize() if DEVICE == "cuda" else None)
+
+            best = {case: min(t["times"]) for case, t in timed({c: call(b) for c, b in backends.items()}, rounds).items()}
             base = best[BASELINE]
             print(f"batch {batch}: " + ", ".join(f"{c} {batch / t:.1f}/s ({base / t:.2f}x)" for c, t in best.items()))
 

@@ -4,20 +4,18 @@
     FRS_BENCH_FULL=1 .venv/bin/python -m pytest benchmarks/test_bench_search_step.py   # + paper sizes
     FRS_BENCH_DEVICE=cuda ...                                                         # on a GPU machine
 
-The step and the paths are those of benchmarks/search_step.py (read its docstring); that script
-also measures peak memory, each case in its own process, and prints the table the README quotes.
+The step and the paths are frsengine.bench.search's (read its docstring); benchmarks/search_step.py
+and ``frsengine bench --suites search`` also measure peak memory, each case in its own process.
 By default the CPU-sized ``frsnet-small`` runs at batch 1/4; FRS_BENCH_FULL=1 adds the authors'
 search model and the paper-size FRSNet supernet at batch 1/4 (5-25 s per step on a 2-core CPU).
 """
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from search_step import PATHS, make_step  # noqa: E402
+from frsengine.bench.search import PATHS, make_step
 
 DEVICE = os.environ.get("FRS_BENCH_DEVICE", "cpu")
 FULL = os.environ.get("FRS_BENCH_FULL") == "1"
