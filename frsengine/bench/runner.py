@@ -35,12 +35,12 @@ class Options:
     threads: int | None = None    # None: torch's default
     memory: bool = True
     timeout: float | None = None  # per child; None: 120 s quick, 1800 s full
-    budget: float | None = None   # whole run, seconds; None: 100 s with --quick, unlimited otherwise
+    budget: float | None = None   # whole run, seconds; None: 95 s with --quick, unlimited otherwise
     rounds_budget: float | None = None  # seconds of timed rounds per group; None: 8 s quick, unlimited
 
     def __post_init__(self):
         if self.quick and self.budget is None:
-            self.budget = 100.0
+            self.budget = 95.0
         if self.quick and self.rounds_budget is None:
             self.rounds_budget = 8.0
 
@@ -202,6 +202,7 @@ def _status_of(error: str) -> str:
 
 BUDGET_NOTE = "the --quick time budget was spent (busy machine?): run without --quick, or with --suites"
 EXTRA_MIN_S = 40.0
+DEADLINE_MARGIN_S = 12.0
 
 
 def measure_group(group: Group, opts: Options, peak: dict, method: str,
@@ -211,8 +212,7 @@ def measure_group(group: Group, opts: Options, peak: dict, method: str,
     ``deadline`` (time.monotonic()): what would start after it is skipped, and children are cut
     off at it (plus a margin); ``share``: this group's fair part of the time left, after which its
     timed rounds stop (at least one) and its memory children are left out, so that one slow group
-    cannot starve the others.
-    off at it (plus a margin)."""
+    cannot starve the others."""
     from frsengine.bench.child import ChildFailed, run_in_child
     from frsengine.bench.machine import peak_flops
 
@@ -220,7 +220,7 @@ def measure_group(group: Group, opts: Options, peak: dict, method: str,
     timeout = opts.timeout or (120 if opts.quick else 1800)
 
     def child_timeout() -> float:
-        return timeout if deadline is None else max(5.0, min(timeout, deadline - time.monotonic() + 15))
+        return timeout if deadline is None else max(5.0, min(timeout, deadline - time.monotonic() + DEADLINE_MARGIN_S))
 
     def spent() -> bool:
         return deadline is not None and time.monotonic() > deadline
@@ -346,7 +346,7 @@ def format_group(title: str, rows: list[dict]) -> str:
     return "\n".join(lines + [format_row(r) for r in rows])
 
 
-def header(info: dict, opts: Options) -> str:
+def header(info: dict, opts: Options, notes: tuple[str, ...] = ()) -> str:
     from frsengine.bench.machine import summary_line
 
     cpu = info["peak"]["cpu"]
@@ -363,9 +363,10 @@ def header(info: dict, opts: Options) -> str:
 
     if busy_note(info):
         lines.append("NOTE " + busy_note(info))
+    lines += [f"NOTE {note}" for note in notes]
     lines.append("value: median of interleaved rounds; vs base: speed (faces/s) / the baseline's (*), same run; "
                  "GFLOP/face: conv+matmul FLOPs (FlopCounterMode); % peak: achieved / estimated peak; "
-                 "peak MiB: resident + peak growth of one call, own process")
+                 "peak MiB: resident + peak growth of one call, own process; docs/benchmarks.md")
     return "\n".join(lines)
 
 
@@ -399,7 +400,7 @@ def run_bench(opts: Options, out=print, groups_hook: Callable[[list[Group]], Non
         info = describe_machine(1, gpu=method == "spawn")
         threads_note = (f"--quick on a busy machine: torch runs with 1 thread instead of {torch_threads_default()} "
                         "(OpenMP threads stall on oversubscribed cores); --threads N overrides")
-    out(header(info, opts) + (f"\nNOTE {threads_note}" if threads_note else ""))
+    out(header(info, opts, (threads_note,) if threads_note else ()))
     rows: list[dict] = []
     state: dict = {}
     with tempfile.TemporaryDirectory(prefix="frsengine-bench-") as tmp:
