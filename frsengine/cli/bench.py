@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     opts = Options(quick=args.quick, suites=parse_suites(args.suites), device=args.device, rounds=args.rounds,
                    threads=args.threads, memory=not args.no_memory, timeout=args.timeout)
     path = args.json or default_json_path()
-    command = "frsengine bench " + " ".join(sys.argv[sys.argv.index("bench") + 1:]) if "bench" in sys.argv else None
+    given = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else sys.argv[1:]
+    command = " ".join(["frsengine", "bench", *given])
     # This process has imported torch but run no op: its measuring children may be forked from it.
     doc = run_bench(opts, out=lambda text: print(text, flush=True), command=command, allow_fork=True)
     print(f"JSON: {write_json(doc, path)}")
