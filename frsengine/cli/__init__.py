@@ -10,7 +10,7 @@ from frsengine import __version__
 from frsengine.errors import FrsError
 
 # Module names under frsengine.cli; each adds one sub-command.
-COMMANDS = ("degrade", "genotype", "priors", "search", "train", "eval", "restore", "build_engine")
+COMMANDS = ("degrade", "genotype", "priors", "search", "train", "eval", "bench", "restore", "build_engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
