@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from frsengine.errors import FrsError
+from frsengine.metrics.weights import user_weights
 from frsengine.metrics.full_reference import MetricInputError
 
 ENV_VAR = "FRSENGINE_FID_WEIGHTS"
@@ -61,15 +62,9 @@ def fid_from_features(features1, features2) -> float:
 
 def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
     """The InceptionV3 weights file: ``path``, else ``$FRSENGINE_FID_WEIGHTS``; a clear error if neither."""
-    source = "weights=" if path else f"${ENV_VAR}"
-    path = path or os.environ.get(ENV_VAR)
-    if not path:
-        raise FrsError(f"FID needs InceptionV3 weights, which frsengine cannot download: pass weights=PATH or "
-                       f"set {ENV_VAR} to a .safetensors file, or compute features elsewhere and call "
-                       "fid_from_features (docs/metrics.md)")
-    if not Path(path).is_file():
-        raise FrsError(f"FID weights file '{path}' (from {source}) does not exist: check the path")
-    return Path(path)
+    return user_weights(path, ENV_VAR, "FID", f"FID needs InceptionV3 weights, which frsengine cannot download: pass "
+                        f"weights=PATH or set {ENV_VAR} to a .safetensors file, or compute features elsewhere "
+                        "and call fid_from_features (docs/metrics.md)")
 
 
 def load_inception(path: str | os.PathLike | None = None):

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from frsengine.errors import FrsError
+from frsengine.metrics.weights import user_weights
 from frsengine.metrics.full_reference import MetricInputError
 
 ENV_VAR = "FRSENGINE_LPIPS_WEIGHTS"
@@ -181,16 +182,10 @@ class LPIPS(nn.Module):
 
 def weights_path(path: str | os.PathLike | None = None) -> Path:
     """The LPIPS weights file: ``path``, else ``$FRSENGINE_LPIPS_WEIGHTS``; a clear error if neither."""
-    source = "weights=" if path else f"${ENV_VAR}"
-    path = path or os.environ.get(ENV_VAR)
-    if not path:
-        raise FrsError(f"LPIPS needs VGG/AlexNet + linear-layer weights, which frsengine cannot download: "
-                       f"pass weights=PATH or set {ENV_VAR} to a .safetensors file (docs/metrics.md says "
-                       "how to make one from the lpips package)")
-    if not Path(path).is_file():
-        raise FrsError(f"LPIPS weights file '{path}' (from {source}) does not exist: check the path, or "
-                       "make the file as docs/metrics.md shows")
-    return Path(path)
+    return user_weights(path, ENV_VAR, "LPIPS", f"LPIPS needs VGG/AlexNet + linear-layer weights, which frsengine cannot "
+                        f"download: pass weights=PATH or set {ENV_VAR} to a .safetensors file (docs/metrics.md "
+                        "says how to make one from the lpips package)",
+                        "check the path, or make the file as docs/metrics.md shows")
 
 
 @functools.lru_cache(maxsize=2)

@@ -22,7 +22,7 @@ from frsengine.nas.genotype import load_genotype
 from frsengine.train import data, distributed
 from frsengine.train.config import RunConfig
 from frsengine.train.losses import RestorationLoss
-from frsengine.train.run import Run, StopRequest, cosine_lr, set_lr
+from frsengine.train.run import Run, StopRequest, cosine_lr, execute, set_lr
 from frsengine.train.search import prior_function
 from frsengine.train.steps import as_outputs, train_step
 
@@ -55,11 +55,7 @@ def lq_baseline(val: data.ValidationSet) -> dict:
 
 def retrain(cfg: RunConfig, resume: str | None = None) -> dict:
     """Run (or resume) retraining; returns the summary (also printed as one line)."""
-    run = Run(cfg, resume)
-    try:
-        return _retrain(run)
-    finally:
-        run.close()
+    return execute(cfg, resume, _retrain)
 
 
 def _retrain(run: Run) -> dict:

@@ -240,3 +240,12 @@ def maybe_no_sync(net, skip: bool):
             yield
     else:
         yield
+
+
+def execute(cfg: RunConfig, resume: str | None, body) -> dict:
+    """``body(run)`` inside a Run that is closed (process group, TensorBoard, log handlers) whatever happens."""
+    run = Run(cfg, resume)
+    try:
+        return body(run)
+    finally:
+        run.close()

@@ -21,7 +21,7 @@ from frsengine.nas.fused import frozen, use_fused_search
 from frsengine.train import arch_log, data, distributed
 from frsengine.train.config import RunConfig
 from frsengine.train.losses import RestorationLoss
-from frsengine.train.run import Run, StopRequest, cosine_lr, set_lr
+from frsengine.train.run import Run, StopRequest, cosine_lr, execute, set_lr
 from frsengine.train.steps import train_step
 
 log = logging.getLogger("frsengine.train")
@@ -59,11 +59,7 @@ def _optimizers(cfg: RunConfig, model):
 
 def search(cfg: RunConfig, resume: str | None = None) -> dict:
     """Run (or resume) a search; returns the summary (also printed as one line)."""
-    run = Run(cfg, resume)
-    try:
-        return _search(run)
-    finally:
-        run.close()
+    return execute(cfg, resume, _search)
 
 
 def _search(run: Run) -> dict:

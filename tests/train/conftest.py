@@ -1,16 +1,7 @@
 import pytest
-import torch
 
+from tests.package_fixtures import _one_thread  # noqa: F401  (autouse: one thread, seeded)
 from tests.train.helpers import make_faces
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
