@@ -31,6 +31,7 @@ class ModelConfig:
     genotype: str | None = None        # retrain: the searched architecture (JSON)
     fused: str = "auto"                # search: fused supernet path 'auto' / 'keep' / 'recompute' / 'off'
     ranking: str = "strongest"         # search: edge ranking when decoding ('strongest_non_skip': authors)
+    precision: str = "fp32"            # 'fp32' / 'bf16': forward passes and loss under bf16 autocast
     # MFPSNet: the prior network (frsengine priors train / build): student checkpoint + dictionary.
     prior_student: str | None = None
     prior_dictionary: str | None = None
@@ -147,6 +148,7 @@ CHOICES = {
     ("model", "network"): ("frsnet", "mfpsnet"),
     ("model", "fused"): ("auto", "keep", "recompute", "off"),
     ("model", "ranking"): ("strongest", "strongest_non_skip"),
+    ("model", "precision"): ("fp32", "bf16"),
     ("data", "backend"): ("torch", "opencv", "dali"),
     ("optim", "name"): ("sgd", "adam"),
 }

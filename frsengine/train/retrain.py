@@ -22,6 +22,7 @@ from frsengine.nas.genotype import load_genotype
 from frsengine.train import data, distributed
 from frsengine.train.config import RunConfig
 from frsengine.train.losses import RestorationLoss
+from frsengine.train.precision import autocast
 from frsengine.train.run import Run, StopRequest, cosine_lr, execute, set_lr
 from frsengine.train.search import prior_function
 from frsengine.train.steps import as_outputs, train_step
@@ -30,8 +31,10 @@ log = logging.getLogger("frsengine.train")
 
 
 @torch.no_grad()
-def evaluate(model, val: data.ValidationSet, batch_size: int, device: torch.device, kwargs: dict) -> dict:
-    """Mean PSNR / SSIM (RGB, [0, 1]) of the restored validation faces."""
+def evaluate(model, val: data.ValidationSet, batch_size: int, device: torch.device, kwargs: dict,
+             precision: str = "fp32") -> dict:
+    """Mean PSNR / SSIM (RGB, [0, 1]) of the restored validation faces. The forward passes run under
+    ``precision``'s autocast (as training's do); the outputs are cast to float32 before scoring."""
     from frsengine.metrics import psnr, ssim
 
     was = model.training
@@ -39,7 +42,9 @@ def evaluate(model, val: data.ValidationSet, batch_size: int, device: torch.devi
     ps, ss = [], []
     for i in range(0, val.hq.shape[0], batch_size):
         x, y = val.lq[i:i + batch_size].to(device), val.hq[i:i + batch_size].to(device)
-        out = as_outputs(model(x, **kwargs))[-1].clamp(0, 1)
+        with autocast(precision, device):
+            out = as_outputs(model(x, **kwargs))[-1]
+        out = out.float().clamp(0, 1)
         ps.append(psnr(out, y).cpu())
         ss.append(ssim(out, y).cpu())
     model.train(was)
@@ -85,8 +90,9 @@ def _retrain(run: Run) -> dict:
     val = data.validation_set(cfg.data, cfg.val) if info.is_main else None
 
     pos = run.restore(model, {"weights": opt}, {"epoch": 0, "batch": 0, "step": 0, "best_psnr": None})
-    log.info("retrain %s (%s, preset %s): %d faces, %d steps/epoch, %d steps, %d rank(s), device %s",
-             cfg.model.genotype, genotype.network, cfg.model.preset, len(faces), per_epoch, total, info.world_size, device)
+    log.info("retrain %s (%s, preset %s): %d faces, %d steps/epoch, %d steps, %d rank(s), device %s, %s",
+             cfg.model.genotype, genotype.network, cfg.model.preset, len(faces), per_epoch, total, info.world_size,
+             device, cfg.model.precision)
     history_path = run.dir / "val_history.json"
     baseline = lq_baseline(val) if val is not None else None
     if baseline is not None:
@@ -117,7 +123,7 @@ def _retrain(run: Run) -> dict:
                 set_lr(opt, lr)
                 model.train()
                 loss, shown = train_step(net, batch, loss_fn, opt, params, device, cfg.schedule.micro_batches,
-                                         o.grad_clip, kwargs)
+                                         o.grad_clip, kwargs, cfg.model.precision)
                 pos["batch"] += 1
                 pos["step"] += 1
                 run.meter.worked(imgs_per_step)
@@ -144,7 +150,7 @@ def _retrain(run: Run) -> dict:
                 pos["epoch"], pos["batch"] = epoch + 1, 0
             best = False
             if val is not None and (finished_epoch and (epoch + 1) % cfg.val.every == 0 or pos["step"] >= total):
-                last_val = evaluate(model, val, cfg.val.batch_size, device, kwargs)
+                last_val = evaluate(model, val, cfg.val.batch_size, device, kwargs, cfg.model.precision)
                 best = pos["best_psnr"] is None or last_val["psnr"] > pos["best_psnr"]
                 if best:
                     pos["best_psnr"] = last_val["psnr"]

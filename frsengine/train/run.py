@@ -27,6 +27,7 @@ from frsengine.train import distributed
 from frsengine.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from frsengine.train.config import RunConfig, differences
 from frsengine.train.distributed import DistInfo
+from frsengine.train.precision import check_precision
 
 log = logging.getLogger("frsengine.train")
 
@@ -107,6 +108,7 @@ class Run:
         self.cfg = cfg
         self.info: DistInfo = distributed.setup(device or cfg.device)
         self.device = self.info.device
+        slow_precision = check_precision(cfg.model.precision, self.device)
         self.dir = Path(cfg.output.dir)
         self.ckpt_dir = self.dir / "checkpoints"
         self.resumed: Checkpoint | None = None
@@ -128,6 +130,8 @@ class Run:
         if self.info.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             self._setup_logging()
+            if slow_precision:
+                log.warning(slow_precision)
             import yaml
             write_bytes_atomic(self.dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
         distributed.barrier(self.info)

@@ -85,9 +85,9 @@ def _search(run: Run) -> dict:
     net = distributed.wrap(model, info, find_unused=True)
 
     pos = run.restore(model, {"weights": opt_w, "arch": opt_a}, {"epoch": 0, "batch": 0, "step": 0})
-    log.info("search %s/%s: %d faces (D_A %d, D_B %d), %d steps/epoch, %d steps, %d rank(s), device %s",
+    log.info("search %s/%s: %d faces (D_A %d, D_B %d), %d steps/epoch, %d steps, %d rank(s), device %s, %s",
              cfg.model.network, cfg.model.preset, len(faces), len(d_a), len(d_b), per_epoch, total,
-             info.world_size, device)
+             info.world_size, device, cfg.model.precision)
 
     weights, arch = model.weight_parameters(), model.arch_parameters()
     history_path = run.dir / "arch_history.json"
@@ -127,11 +127,12 @@ def _search(run: Run) -> dict:
                 model.train()
                 with frozen(arch):
                     loss_w, shown = train_step(net, batch_a, loss_fn, opt_w, weights, device,
-                                               cfg.schedule.micro_batches, cfg.optim.grad_clip, kwargs)
+                                               cfg.schedule.micro_batches, cfg.optim.grad_clip, kwargs,
+                                               cfg.model.precision)
                 if batch_b is not None:
                     with frozen(weights):
                         loss_a, _ = train_step(net, batch_b, loss_fn, opt_a, arch, device, cfg.schedule.micro_batches,
-                                               None, kwargs)
+                                               None, kwargs, cfg.model.precision)
                 pos["batch"] += 1
                 pos["step"] += 1
                 run.meter.worked(imgs_per_step)

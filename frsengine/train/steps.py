@@ -1,5 +1,6 @@
 """One optimisation step on a batch, shared by search (weight and architecture steps) and retrain:
-micro-batches by faces, gradient accumulation, DDP synchronisation once per step, clipping."""
+micro-batches by faces, gradient accumulation, DDP synchronisation once per step, clipping, and the
+forward pass + loss under ``model.precision``'s autocast (backward and the optimizer step outside it)."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -9,6 +10,7 @@ import torch.nn as nn
 
 from frsengine.degrade import DegradedBatch
 from frsengine.train.data import inputs_and_targets
+from frsengine.train.precision import autocast
 from frsengine.train.run import maybe_no_sync
 
 
@@ -29,17 +31,19 @@ def as_outputs(out) -> tuple[torch.Tensor, ...]:
 
 def train_step(net: nn.Module, batch: DegradedBatch, loss_fn: Callable, opt: torch.optim.Optimizer,
                params: Sequence[nn.Parameter], device: torch.device, micro_batches: int = 1,
-               grad_clip: float | None = None, forward_kwargs: dict | None = None):
+               grad_clip: float | None = None, forward_kwargs: dict | None = None, precision: str = "fp32"):
     """Forward/backward over the micro-batches of ``batch``, then one step of ``opt`` (whose
-    parameters are ``params``). Returns (mean loss, (inputs, last output, targets) of the last micro-batch)."""
+    parameters are ``params``); forward and loss run under ``precision``'s autocast. Returns (mean
+    loss, (inputs, last output, targets) of the last micro-batch)."""
     opt.zero_grad(set_to_none=True)
     chunks = face_chunks(batch, micro_batches)
     total = 0.0
     for i, chunk in enumerate(chunks):
         x, y = inputs_and_targets(chunk, device)
         with maybe_no_sync(net, i < len(chunks) - 1):
-            out = as_outputs(net(x, **(forward_kwargs or {})))
-            loss = loss_fn(out, y) / len(chunks)
+            with autocast(precision, device):
+                out = as_outputs(net(x, **(forward_kwargs or {})))
+                loss = loss_fn(out, y) / len(chunks)
             loss.backward()
         total += float(loss.detach())
     if grad_clip:
