@@ -5,12 +5,13 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 // Bump together with EXT_API_VERSION in frsengine/ops/_ext.py when a schema or semantics change.
-#define FRSENGINE_EXT_API 2
+#define FRSENGINE_EXT_API 3
 
 namespace frsengine {
 
@@ -18,18 +19,25 @@ using at::Tensor;
 using MixedOpGrads = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 // ---- device-independent convolution part of the mixed op (ATen: oneDNN on CPU, cuDNN on GPU)
-// z_3, z_5, z_7 (contiguous NCHW; views into one (N, 3C, H, W) tensor when stacked). With
-// channels_last the convolutions read a channels_last copy of x (outputs are still contiguous).
+// How the three convolutions run: one stacked 7x7 convolution or three; on a channels_last copy of
+// x; in `dtype` (e.g. bfloat16 under autocast: x and the kernels are cast for the convolution, the
+// outputs come back in x's dtype, so statistics and the epilogue stay in x's precision).
+struct ConvConfig {
+  bool stacked = false;
+  bool channels_last = false;
+  std::optional<at::ScalarType> dtype;
+  at::ScalarType dtype_for(const Tensor& x) const { return dtype.value_or(x.scalar_type()); }
+};
+// z_3, z_5, z_7 (contiguous NCHW in x's dtype; views into one (N, 3C, H, W) tensor when stacked).
 std::vector<Tensor> mixed_convs(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                                bool stacked, bool channels_last);
+                                const ConvConfig& cfg);
 // `saved` ((3, N, C, H, W), keep mode) split into z_k, or the recomputed convolutions when empty.
 std::vector<Tensor> saved_or_recomputed_convs(const Tensor& saved, const Tensor& x, const Tensor& w3,
-                                              const Tensor& w5, const Tensor& w7, bool stacked,
-                                              bool channels_last);
+                                              const Tensor& w5, const Tensor& w7, const ConvConfig& cfg);
 // Forward convolutions: (z_k, saved); with keep the z_k are views of one contiguous (3, N, C, H, W)
 // `saved` tensor (written once), else mixed_convs' outputs and an empty `saved`.
 std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x, const Tensor& w3, const Tensor& w5,
-                                                     const Tensor& w7, bool stacked, bool channels_last, bool keep);
+                                                     const Tensor& w7, const ConvConfig& cfg, bool keep);
 // (G*n, C, H, W) -> (n, G*C, H, W) view of a contiguous tensor (groups interleaved along the batch).
 Tensor grouped_view(const Tensor& t, int64_t groups);
 std::vector<Tensor> grouped_views(const std::vector<Tensor>& zs, int64_t groups);
@@ -41,19 +49,20 @@ struct ForwardOperands {
   std::vector<Tensor> zs_full, zs;
 };
 ForwardOperands forward_operands(const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                                 bool stacked, bool channels_last, int64_t groups, bool keep);
+                                 ConvConfig cfg, int64_t groups, bool keep);
 struct BackwardOperands {
   bool stacked;
   Tensor x_full, g_full, x, g;
   std::vector<Tensor> zs_full, gzs_full, zs, gzs;  // conv outputs and their gradient buffers
 };
 BackwardOperands backward_operands(const Tensor& grad_out, const Tensor& x_in, const Tensor& w3,
-                                   const Tensor& w5, const Tensor& w7, const Tensor& saved, bool stacked,
-                                   bool channels_last, int64_t groups);
-// Empty tensors when not needed. grads_z are laid out like mixed_convs' outputs.
+                                   const Tensor& w5, const Tensor& w7, const Tensor& saved, ConvConfig cfg,
+                                   int64_t groups);
+// Empty tensors when not needed. grads_z are laid out like mixed_convs' outputs; the gradients
+// are returned in the dtypes of x and the kernels whatever cfg.dtype is.
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
     const Tensor& x, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
-    const Tensor& w7, bool stacked, bool channels_last, bool need_input_grad, bool need_weight_grad);
+    const Tensor& w7, const ConvConfig& cfg, bool need_input_grad, bool need_weight_grad);
 // Buffers for grads_z with the same layout as mixed_convs(x, ..., stacked).
 std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool stacked);
 
@@ -62,12 +71,13 @@ std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool stacked
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
     const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
     const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
-    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep);
+    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep,
+    std::optional<at::ScalarType> conv_dtype);
 MixedOpGrads mixed_op_backward_cpu(
     const Tensor& grad_out, const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
     const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean,
     const Tensor& var, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
-    int64_t groups, bool need_input_grad, bool need_weight_grad);
+    int64_t groups, bool need_input_grad, bool need_weight_grad, std::optional<at::ScalarType> conv_dtype);
 Tensor beta_aggregate_forward_cpu(at::TensorList inputs, const Tensor& beta, int64_t out_h, int64_t out_w);
 std::vector<Tensor> beta_aggregate_backward_cpu(const Tensor& grad_out, at::TensorList inputs,
                                                 const Tensor& beta, bool need_input_grad);

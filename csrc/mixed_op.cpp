@@ -251,16 +251,33 @@ std::vector<Tensor> grouped_views(const std::vector<Tensor>& zs, int64_t groups)
   return out;
 }
 
-static Tensor conv_input(const Tensor& x, bool channels_last) {
-  return channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x;
+// One copy at most: the layout change and the cast to the convolution dtype happen together.
+static Tensor conv_operand(const Tensor& t, bool channels_last, at::ScalarType dtype) {
+  return t.to(t.options().dtype(dtype), /*non_blocking=*/false, /*copy=*/false,
+              channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Preserve);
+}
+
+static Tensor conv_input(const Tensor& x, const ConvConfig& cfg) {
+  return conv_operand(x, cfg.channels_last, cfg.dtype_for(x));
+}
+
+static Tensor conv_weight(const Tensor& w, const Tensor& x, const ConvConfig& cfg) {
+  return w.to(cfg.dtype_for(x));
+}
+
+// Conv output -> the contiguous tensor of x's dtype the epilogue reads (no copy when it already is).
+static Tensor epilogue_operand(const Tensor& z, const Tensor& x) {
+  return z.to(z.options().dtype(x.scalar_type()), false, false, at::MemoryFormat::Contiguous);
 }
 
 std::vector<Tensor> mixed_convs(const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                                bool stacked, bool channels_last) {
-  const Tensor x = conv_input(x_in, channels_last);
-  if (stacked) return {at::conv2d(x, stacked_weight(w3, w5, w7), {}, 1, 3).contiguous()};
-  return {at::conv2d(x, w3, {}, 1, 1).contiguous(), at::conv2d(x, w5, {}, 1, 2).contiguous(),
-          at::conv2d(x, w7, {}, 1, 3).contiguous()};
+                                const ConvConfig& cfg) {
+  const Tensor x = conv_input(x_in, cfg);
+  if (cfg.stacked)
+    return {epilogue_operand(at::conv2d(x, conv_weight(stacked_weight(w3, w5, w7), x_in, cfg), {}, 1, 3), x_in)};
+  return {epilogue_operand(at::conv2d(x, conv_weight(w3, x_in, cfg), {}, 1, 1), x_in),
+          epilogue_operand(at::conv2d(x, conv_weight(w5, x_in, cfg), {}, 1, 2), x_in),
+          epilogue_operand(at::conv2d(x, conv_weight(w7, x_in, cfg), {}, 1, 3), x_in)};
 }
 
 std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool /*stacked*/) {
@@ -270,31 +287,30 @@ std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool /*stack
 }
 
 std::vector<Tensor> saved_or_recomputed_convs(const Tensor& saved, const Tensor& x, const Tensor& w3,
-                                              const Tensor& w5, const Tensor& w7, bool stacked,
-                                              bool channels_last) {
-  if (saved.numel() == 0) return mixed_convs(x, w3, w5, w7, stacked, channels_last);  // the recompute
+                                              const Tensor& w5, const Tensor& w7, const ConvConfig& cfg) {
+  if (saved.numel() == 0) return mixed_convs(x, w3, w5, w7, cfg);  // the recompute
   TORCH_CHECK(saved.dim() == 5 && saved.size(0) == 3 && saved.sizes().slice(1) == x.sizes() && saved.is_contiguous(),
               "mixed_op: saved conv outputs must be a contiguous (3, N, C, H, W) tensor");
   return {saved[0], saved[1], saved[2]};
 }
 
 std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x_in, const Tensor& w3, const Tensor& w5,
-                                                     const Tensor& w7, bool stacked, bool channels_last, bool keep) {
-  if (!keep) return {mixed_convs(x_in, w3, w5, w7, stacked, channels_last), x_in.new_empty({0})};
-  // Each conv output is copied once, straight into the kept buffer (layout change included).
-  const Tensor x = conv_input(x_in, channels_last);
+                                                     const Tensor& w7, const ConvConfig& cfg, bool keep) {
+  if (!keep) return {mixed_convs(x_in, w3, w5, w7, cfg), x_in.new_empty({0})};
+  // Each conv output is copied once, straight into the kept buffer (layout and dtype change included).
+  const Tensor x = conv_input(x_in, cfg);
   Tensor saved = at::empty({3, x.size(0), x.size(1), x.size(2), x.size(3)}, x_in.options());
   const Tensor* ws[3] = {&w3, &w5, &w7};
-  for (int k = 0; k < 3; ++k) saved[k].copy_(at::conv2d(x, *ws[k], {}, 1, kSizes[k] / 2));
+  for (int k = 0; k < 3; ++k) saved[k].copy_(at::conv2d(x, conv_weight(*ws[k], x_in, cfg), {}, 1, kSizes[k] / 2));
   return {{saved[0], saved[1], saved[2]}, saved};
 }
 
 ForwardOperands forward_operands(const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
-                                 bool stacked, bool channels_last, int64_t groups, bool keep) {
+                                 ConvConfig cfg, int64_t groups, bool keep) {
   ForwardOperands o;
-  o.stacked = stacked && groups == 1;  // the stacked layout has no grouped view
+  cfg.stacked = o.stacked = cfg.stacked && groups == 1;  // the stacked layout has no grouped view
   o.x_full = x_in.contiguous();
-  auto convs = forward_convs(o.x_full, w3, w5, w7, o.stacked, channels_last, keep);
+  auto convs = forward_convs(o.x_full, w3, w5, w7, cfg, keep);
   o.zs_full = std::move(convs.first);
   o.saved = std::move(convs.second);
   o.x = grouped_view(o.x_full, groups);
@@ -303,13 +319,13 @@ ForwardOperands forward_operands(const Tensor& x_in, const Tensor& w3, const Ten
 }
 
 BackwardOperands backward_operands(const Tensor& grad_out, const Tensor& x_in, const Tensor& w3,
-                                   const Tensor& w5, const Tensor& w7, const Tensor& saved, bool stacked,
-                                   bool channels_last, int64_t groups) {
+                                   const Tensor& w5, const Tensor& w7, const Tensor& saved, ConvConfig cfg,
+                                   int64_t groups) {
   BackwardOperands o;
-  o.stacked = stacked && groups == 1 && saved.numel() == 0;
+  cfg.stacked = o.stacked = cfg.stacked && groups == 1 && saved.numel() == 0;
   o.x_full = x_in.contiguous();
   o.g_full = grad_out.contiguous();
-  o.zs_full = saved_or_recomputed_convs(saved, o.x_full, w3, w5, w7, o.stacked, channels_last);
+  o.zs_full = saved_or_recomputed_convs(saved, o.x_full, w3, w5, w7, cfg);
   o.gzs_full = empty_like_convs(o.zs_full, o.stacked);
   o.x = grouped_view(o.x_full, groups);
   o.g = grouped_view(o.g_full, groups);
@@ -320,18 +336,22 @@ BackwardOperands backward_operands(const Tensor& grad_out, const Tensor& x_in, c
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
     const Tensor& x_in, const std::vector<Tensor>& grads_z, const Tensor& w3, const Tensor& w5,
-    const Tensor& w7, bool stacked, bool channels_last, bool need_input_grad, bool need_weight_grad) {
+    const Tensor& w7, const ConvConfig& cfg, bool need_input_grad, bool need_weight_grad) {
   const std::array<bool, 3> mask = {need_input_grad, need_weight_grad, false};
-  const Tensor x = conv_input(x_in, channels_last);
+  const Tensor x = conv_input(x_in, cfg);
+  const at::ScalarType cd = cfg.dtype_for(x_in);
   const Tensor* ws[3] = {&w3, &w5, &w7};
-  Tensor gx = need_input_grad ? Tensor() : x.new_empty({0});
+  Tensor gx = need_input_grad ? Tensor() : x_in.new_empty({0});
   Tensor gw[3];
-  if (stacked) {
-    auto r = at::convolution_backward(grads_z[0], x, stacked_weight(w3, w5, w7), std::nullopt, {1, 1},
+  // Gradients come back in the convolution dtype; they are accumulated and returned in x's dtype.
+  const auto own_dtype = [&](const Tensor& t, const Tensor& like) { return t.to(like.scalar_type()); };
+  if (cfg.stacked) {
+    auto r = at::convolution_backward(conv_operand(grads_z[0], cfg.channels_last, cd), x,
+                                      conv_weight(stacked_weight(w3, w5, w7), x_in, cfg), std::nullopt, {1, 1},
                                       {3, 3}, {1, 1}, false, {0, 0}, 1, mask);
-    if (need_input_grad) gx = std::get<0>(r);
+    if (need_input_grad) gx = own_dtype(std::get<0>(r), x_in);
     if (need_weight_grad) {
-      const Tensor& g = std::get<1>(r);
+      const Tensor g = own_dtype(std::get<1>(r), w3);
       const int64_t C = w3.size(0);
       gw[0] = g.slice(0, 0, C).slice(2, 2, 5).slice(3, 2, 5).contiguous();
       gw[1] = g.slice(0, C, 2 * C).slice(2, 1, 6).slice(3, 1, 6).contiguous();
@@ -340,10 +360,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
   } else {
     for (int k = 0; k < 3; ++k) {
       const int64_t p = kSizes[k] / 2;
-      auto r = at::convolution_backward(grads_z[k], x, *ws[k], std::nullopt, {1, 1}, {p, p}, {1, 1}, false,
-                                        {0, 0}, 1, mask);
-      if (need_input_grad) gx = k == 0 ? std::get<0>(r) : gx.add_(std::get<0>(r));
-      if (need_weight_grad) gw[k] = std::get<1>(r).contiguous();
+      auto r = at::convolution_backward(conv_operand(grads_z[k], cfg.channels_last, cd), x,
+                                        conv_weight(*ws[k], x_in, cfg), std::nullopt, {1, 1}, {p, p}, {1, 1},
+                                        false, {0, 0}, 1, mask);
+      if (need_input_grad) {
+        const Tensor gk = own_dtype(std::get<0>(r), x_in);
+        gx = k == 0 ? gk : gx.add_(gk);
+      }
+      if (need_weight_grad) gw[k] = own_dtype(std::get<1>(r), w3).contiguous();
     }
   }
   if (need_input_grad) gx = gx.contiguous();
@@ -355,9 +379,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
     const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
     const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
-    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep) {
+    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep,
+    std::optional<at::ScalarType> conv_dtype) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
-  const ForwardOperands ops = forward_operands(x_in, w3, w5, w7, stacked, channels_last, groups, keep);
+  const ForwardOperands ops =
+      forward_operands(x_in, w3, w5, w7, ConvConfig{stacked, channels_last, conv_dtype}, groups, keep);
   const Tensor &x_full = ops.x_full, &x = ops.x, &saved = ops.saved;
   const std::vector<Tensor>& zs = ops.zs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
@@ -390,9 +416,10 @@ MixedOpGrads mixed_op_backward_cpu(
     const Tensor& grad_out, const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
     const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean_t,
     const Tensor& var_t, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
-    int64_t groups, bool need_input_grad, bool need_weight_grad) {
+    int64_t groups, bool need_input_grad, bool need_weight_grad, std::optional<at::ScalarType> conv_dtype) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
-  const BackwardOperands ops = backward_operands(grad_out, x_in, w3, w5, w7, saved, stacked, channels_last, groups);
+  const ConvConfig cfg{stacked, channels_last, conv_dtype};
+  const BackwardOperands ops = backward_operands(grad_out, x_in, w3, w5, w7, saved, cfg, groups);
   const Tensor &x_full = ops.x_full, &g_full = ops.g_full, &x = ops.x, &g = ops.g;
   const std::vector<Tensor> &zs = ops.zs, &gzs = ops.gzs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
@@ -413,7 +440,8 @@ MixedOpGrads mixed_op_backward_cpu(
     backward_grad_z<scalar_t>(g.data_ptr<scalar_t>(), z, gz, mean.data(), invstd.data(), scale.data(),
                               shift.data(), a.data(), sum_gy.data(), sum_gyx.data(), training, N, C);
   });
-  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, ops.gzs_full, w3, w5, w7, ops.stacked, channels_last,
+  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, ops.gzs_full, w3, w5, w7,
+                                                  ConvConfig{ops.stacked, channels_last, conv_dtype},
                                                   need_input_grad, need_weight_grad);
   if (need_input_grad) gx.add_(g_full, a[0]);
   std::vector<double> galpha(4, 0.0);

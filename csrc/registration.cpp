@@ -8,10 +8,11 @@
 TORCH_LIBRARY(frsengine_native, m) {
   m.def("mixed_op_forward(Tensor x, Tensor w3, Tensor w5, Tensor w7, Tensor bn_weight, Tensor bn_bias, "
         "Tensor alpha, Tensor running_mean, Tensor running_var, bool training, float eps, bool stacked, "
-        "bool channels_last, int groups, bool keep) -> (Tensor, Tensor, Tensor, Tensor)");
+        "bool channels_last, int groups, bool keep, ScalarType? conv_dtype=None) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("mixed_op_backward(Tensor grad_out, Tensor x, Tensor w3, Tensor w5, Tensor w7, Tensor bn_weight, "
         "Tensor bn_bias, Tensor alpha, Tensor mean, Tensor var, Tensor saved, bool training, float eps, "
-        "bool stacked, bool channels_last, int groups, bool need_input_grad, bool need_weight_grad) "
+        "bool stacked, bool channels_last, int groups, bool need_input_grad, bool need_weight_grad, "
+        "ScalarType? conv_dtype=None) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("beta_aggregate_forward(Tensor[] inputs, Tensor beta, int out_h, int out_w) -> Tensor");
   m.def("beta_aggregate_backward(Tensor grad_out, Tensor[] inputs, Tensor beta, bool need_input_grad) "

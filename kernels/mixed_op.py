@@ -133,9 +133,9 @@ def _keep(zs, keep, x):
 
 
 def mixed_op_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
-                     groups=1, keep=False):
+                     groups=1, keep=False, conv_dtype=None):
     x_full = x.contiguous()
-    zs = mixed_convs(x_full, w3, w5, w7, use_stacked_conv(x.shape[1]) and groups == 1)
+    zs = mixed_convs(x_full, w3, w5, w7, use_stacked_conv(x.shape[1]) and groups == 1, conv_dtype)
     saved = _keep(zs, keep, x_full)
     x = grouped_view(x_full, groups)
     zs = [grouped_view(z, groups) for z in zs] if groups > 1 else zs
@@ -156,11 +156,11 @@ def mixed_op_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, run
 
 
 def mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
-                      groups, need_input_grad, need_weight_grad):
+                      groups, need_input_grad, need_weight_grad, conv_dtype=None):
     x_full, g_full = x.contiguous(), grad_out.contiguous()
     stacked = use_stacked_conv(x.shape[1]) and groups == 1 and saved.numel() == 0
     # The recompute, unless the forward kept the conv outputs.
-    zs = list(saved.unbind(0)) if saved.numel() else mixed_convs(x_full, w3, w5, w7, stacked)
+    zs = list(saved.unbind(0)) if saved.numel() else mixed_convs(x_full, w3, w5, w7, stacked, conv_dtype)
     x, g = grouped_view(x_full, groups), grouped_view(g_full, groups)
     zs = [grouped_view(z, groups) for z in zs] if groups > 1 else zs
     n, c, h, w = x.shape
@@ -182,7 +182,8 @@ def mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, 
                                                       mgy.contiguous(), mgyx.contiguous(), c, hw, zstride,
                                                       BLOCK=BLOCK)
     gzs = [gz_full] if stacked else [t.view(x_full.shape) for t in gzs]
-    gx, gws = mixed_convs_backward(x_full, gzs, w3, w5, w7, stacked, need_input_grad, need_weight_grad)
+    gx, gws = mixed_convs_backward(x_full, gzs, w3, w5, w7, stacked, need_input_grad, need_weight_grad,
+                                   conv_dtype)
     gx = gx + alpha[0] * g_full if need_input_grad else x.new_empty(0)
     gws = gws if need_weight_grad else [t.new_empty(0) for t in (w3, w5, w7)]
     g_alpha = torch.cat([sum_gx.sum().reshape(1), sum_gr.sum(dim=1)]).to(alpha.dtype)

@@ -139,10 +139,12 @@ __global__ void backward_grad_z_kernel(const scalar_t* g, Branches<scalar_t> z, 
 std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cuda(
     const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
     const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
-    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep) {
+    bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep,
+    std::optional<at::ScalarType> conv_dtype) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const ForwardOperands ops = forward_operands(x_in, w3, w5, w7, stacked, channels_last, groups, keep);
+  const ForwardOperands ops =
+      forward_operands(x_in, w3, w5, w7, ConvConfig{stacked, channels_last, conv_dtype}, groups, keep);
   const Tensor &x_full = ops.x_full, &x = ops.x, &saved = ops.saved;
   const std::vector<Tensor>& zs = ops.zs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
@@ -180,10 +182,11 @@ MixedOpGrads mixed_op_backward_cuda(
     const Tensor& grad_out, const Tensor& x_in, const Tensor& w3, const Tensor& w5, const Tensor& w7,
     const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean_in,
     const Tensor& var_in, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
-    int64_t groups, bool need_input_grad, bool need_weight_grad) {
+    int64_t groups, bool need_input_grad, bool need_weight_grad, std::optional<at::ScalarType> conv_dtype) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const BackwardOperands ops = backward_operands(grad_out, x_in, w3, w5, w7, saved, stacked, channels_last, groups);
+  const BackwardOperands ops =
+      backward_operands(grad_out, x_in, w3, w5, w7, saved, ConvConfig{stacked, channels_last, conv_dtype}, groups);
   const Tensor &x_full = ops.x_full, &g_full = ops.g_full, &x = ops.x, &g = ops.g;
   const std::vector<Tensor> &zs = ops.zs, &gzs = ops.gzs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
@@ -217,7 +220,8 @@ MixedOpGrads mixed_op_backward_cuda(
         mgyx.data_ptr<acc_t>(), C, HW, total);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, ops.gzs_full, w3, w5, w7, ops.stacked, channels_last,
+  auto [gx, gw3, gw5, gw7] = mixed_convs_backward(x_full, ops.gzs_full, w3, w5, w7,
+                                                  ConvConfig{ops.stacked, channels_last, conv_dtype},
                                                   need_input_grad, need_weight_grad);
   if (need_input_grad) gx.add_(g_full * alpha[0].to(g_full.scalar_type()));
   Tensor g_alpha = at::cat({sum_gx.sum().reshape({1}), sum_gr.sum(1)}).to(alpha.scalar_type()).view(alpha.sizes());

@@ -45,11 +45,13 @@ struct MixedArgs {
   }
 };
 
-Tensor aten_mixed(const MixedArgs& a, bool training) {
+// conv_dtype: the convolutions run in that dtype (inputs cast, output cast back), the rest in x's.
+Tensor aten_mixed(const MixedArgs& a, bool training, std::optional<at::ScalarType> conv_dtype = std::nullopt) {
   const Tensor* ws[3] = {&a.w3, &a.w5, &a.w7};
+  const at::ScalarType cd = conv_dtype.value_or(a.x.scalar_type());
   Tensor out = a.alpha[0] * a.x;
   for (int k = 0; k < 3; ++k) {
-    Tensor z = at::conv2d(a.x, *ws[k], {}, 1, k + 1);
+    Tensor z = at::conv2d(a.x.to(cd), ws[k]->to(cd), {}, 1, k + 1).to(a.x.scalar_type());
     Tensor rm = a.rm[k].clone(), rv = a.rv[k].clone();
     Tensor y = at::batch_norm(z, a.gamma[k], a.beta[k], training ? Tensor() : rm, training ? Tensor() : rv,
                               training, 0.1, 1e-5, false);
@@ -64,13 +66,48 @@ void test_mixed_op_forward() {
       MixedArgs a(at::kFloat);
       auto [out, mean, var, saved] = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm,
                                                           a.rv, training, 1e-5, stacked, /*channels_last=*/stacked,
-                                                          /*groups=*/1, /*keep=*/false);
+                                                          /*groups=*/1, /*keep=*/false, std::nullopt);
       const std::string tag = std::string(training ? "train" : "eval") + (stacked ? "/stacked" : "/separate");
       expect_close(out, aten_mixed(a, training), 1e-5, "forward " + tag);
       if (training) {
         Tensor z = at::conv2d(a.x, a.w5, {}, 1, 2);
         expect_close(mean[1], z.mean({0, 2, 3}), 1e-5, "batch mean " + tag);
         expect_close(var[1], z.var({0, 2, 3}, /*unbiased=*/false), 1e-5, "batch var " + tag);
+      }
+    }
+}
+
+// Convolutions in bfloat16 (autocast's policy for convolutions), statistics and epilogue in float.
+void test_mixed_op_bf16_convs() {
+  for (bool training : {true, false})
+    for (bool keep : {true, false}) {
+      MixedArgs a(at::kFloat, 3, 8, 12, 10);
+      auto fwd = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm, a.rv, training,
+                                      1e-5, false, /*channels_last=*/true, 1, keep, at::kBFloat16);
+      const std::string tag = std::string(training ? "train" : "eval") + (keep ? "/keep" : "/recompute");
+      const Tensor& out = std::get<0>(fwd);
+      if (out.scalar_type() != at::kFloat) {
+        std::printf("FAIL bf16 convs %s: output dtype is not float\n", tag.c_str());
+        ++failures;
+      }
+      expect_close(out, aten_mixed(a, training, at::kBFloat16), 1e-4, "bf16 convs forward " + tag);
+      expect_close(out, aten_mixed(a, training), 3e-2, "bf16 convs vs float " + tag);
+      Tensor g = at::randn_like(a.x);
+      auto grads = mixed_op_backward_cpu(g, a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, std::get<1>(fwd),
+                                         std::get<2>(fwd), std::get<3>(fwd), training, 1e-5, false, true, 1,
+                                         true, true, at::kBFloat16);
+      auto ref = mixed_op_backward_cpu(g, a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, std::get<1>(fwd),
+                                       std::get<2>(fwd), a.x.new_empty({0}), training, 1e-5, false, true, 1, true,
+                                       true, std::nullopt);
+      const char* names[4] = {"x", "w3", "w5", "w7"};
+      const Tensor got[4] = {std::get<0>(grads), std::get<1>(grads), std::get<2>(grads), std::get<3>(grads)};
+      const Tensor want[4] = {std::get<0>(ref), std::get<1>(ref), std::get<2>(ref), std::get<3>(ref)};
+      for (int i = 0; i < 4; ++i) {
+        if (got[i].scalar_type() != at::kFloat) {
+          std::printf("FAIL bf16 convs %s: grad %s dtype is not float\n", tag.c_str(), names[i]);
+          ++failures;
+        }
+        expect_close(got[i], want[i], 5e-2, std::string("bf16 convs grad ") + names[i] + " " + tag);
       }
     }
 }
@@ -84,10 +121,10 @@ void test_mixed_op_backward() {
       Tensor g = at::randn_like(a.x);
       const bool keep = !stacked;
       auto fwd = mixed_op_forward_cpu(a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, a.rm, a.rv, training,
-                                      1e-5, stacked, false, 1, keep);
+                                      1e-5, stacked, false, 1, keep, std::nullopt);
       auto grads = mixed_op_backward_cpu(g, a.x, a.w3, a.w5, a.w7, a.gamma, a.beta, a.alpha, std::get<1>(fwd),
                                          std::get<2>(fwd), std::get<3>(fwd), training, 1e-5, stacked, false, 1,
-                                         true, true);
+                                         true, true, std::nullopt);
       Tensor analytic[7] = {std::get<0>(grads), std::get<1>(grads), std::get<2>(grads), std::get<3>(grads),
                             std::get<4>(grads), std::get<5>(grads), std::get<6>(grads)};
       Tensor MixedArgs::*fields[7] = {&MixedArgs::x, &MixedArgs::w3, &MixedArgs::w5, &MixedArgs::w7,
@@ -171,6 +208,7 @@ int main(int argc, char** argv) {
   at::manual_seed(0);
   const std::map<std::string, std::function<void()>> cases = {
       {"mixed_op_forward", test_mixed_op_forward},     {"mixed_op_backward", test_mixed_op_backward},
+      {"mixed_op_bf16_convs", test_mixed_op_bf16_convs},
       {"beta_aggregate_forward", test_beta_aggregate_forward},
       {"beta_aggregate_backward", test_beta_aggregate_backward}, {"dispatcher", test_dispatcher}};
   for (const auto& [name, fn] : cases) {

@@ -46,43 +46,58 @@ def use_channels_last(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def conv_input(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if use_channels_last(x.device) else x
+def conv_input(x: torch.Tensor, conv_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """x as the convolutions read it: channels_last copy (see above) and/or cast to ``conv_dtype``."""
+    fmt = torch.channels_last if use_channels_last(x.device) else torch.preserve_format
+    return x.to(dtype=conv_dtype or x.dtype, memory_format=fmt)
 
 
 def stacked_weight(w3: torch.Tensor, w5: torch.Tensor, w7: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.pad(w3, (2, 2, 2, 2)), F.pad(w5, (1, 1, 1, 1)), w7], dim=0)
 
 
-def mixed_convs(x, w3, w5, w7, stacked: bool) -> list[torch.Tensor]:
-    """The three conv outputs z_3, z_5, z_7 (views of one (N, 3C, H, W) tensor when stacked)."""
-    x = conv_input(x)
+def mixed_convs(x, w3, w5, w7, stacked: bool, conv_dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+    """The three conv outputs z_3, z_5, z_7 (views of one (N, 3C, H, W) tensor when stacked).
+
+    With ``conv_dtype`` (e.g. bfloat16 under autocast) the convolutions run in that dtype and their
+    outputs come back contiguous in x's dtype: statistics and epilogues keep x's precision.
+    """
+    xc = conv_input(x, conv_dtype)
+    cd = xc.dtype
     if stacked:
-        return list(F.conv2d(x, stacked_weight(w3, w5, w7), padding=3).contiguous().chunk(3, dim=1))
-    return [F.conv2d(x, w, padding=k // 2).contiguous() for w, k in zip((w3, w5, w7), KERNEL_SIZES)]
+        z = F.conv2d(xc, stacked_weight(w3, w5, w7).to(cd), padding=3)
+        return list(z.to(x.dtype, memory_format=torch.contiguous_format).chunk(3, dim=1))
+    return [F.conv2d(xc, w.to(cd), padding=k // 2).to(x.dtype, memory_format=torch.contiguous_format)
+            for w, k in zip((w3, w5, w7), KERNEL_SIZES)]
 
 
-def mixed_convs_backward(x, grads_z, w3, w5, w7, stacked: bool, need_input: bool, need_weight: bool):
+def mixed_convs_backward(x, grads_z, w3, w5, w7, stacked: bool, need_input: bool, need_weight: bool,
+                         conv_dtype: torch.dtype | None = None):
     """(grad_x or None, [grad_w3, grad_w5, grad_w7] or None) from the grads of z_3, z_5, z_7.
 
     When stacked, ``grads_z`` may also be the single (N, 3C, H, W) gradient (no concatenation copy).
+    With ``conv_dtype`` the convolution backward runs in that dtype; gradients are returned in the
+    dtypes of x and the kernels (grad_x accumulated there).
     """
     mask = [need_input, need_weight, False]
-    x = conv_input(x)
+    xc = conv_input(x, conv_dtype)
+    cd = xc.dtype
     if stacked:
         gz = grads_z[0] if len(grads_z) == 1 else torch.cat(grads_z, dim=1)
         gx, gw, _ = torch.ops.aten.convolution_backward(
-            gz, x, stacked_weight(w3, w5, w7), None, [1, 1], [3, 3], [1, 1], False, [0, 0], 1, mask)
+            gz.to(cd), xc, stacked_weight(w3, w5, w7).to(cd), None, [1, 1], [3, 3], [1, 1], False, [0, 0], 1, mask)
         gws = None
         if need_weight:
             c = w3.shape[0]
+            gw = gw.to(w3.dtype)
             gws = [gw[:c, :, 2:5, 2:5].contiguous(), gw[c:2 * c, :, 1:6, 1:6].contiguous(), gw[2 * c:].contiguous()]
-        return (gx.contiguous() if need_input else gx), gws
+        return (gx.to(x.dtype, memory_format=torch.contiguous_format) if need_input else gx), gws
     gx, gws = None, []
     for g, w, k in zip(grads_z, (w3, w5, w7), KERNEL_SIZES):
         gxk, gwk, _ = torch.ops.aten.convolution_backward(
-            g, x, w, None, [1, 1], [k // 2, k // 2], [1, 1], False, [0, 0], 1, mask)
+            g.to(cd), xc, w.to(cd), None, [1, 1], [k // 2, k // 2], [1, 1], False, [0, 0], 1, mask)
         if need_input:
+            gxk = gxk.to(x.dtype)
             gx = gxk if gx is None else gx + gxk
-        gws.append(gwk.contiguous() if need_weight else gwk)
+        gws.append(gwk.to(w.dtype).contiguous() if need_weight else gwk)
     return (gx.contiguous() if need_input else gx), (gws if need_weight else None)

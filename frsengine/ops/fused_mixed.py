@@ -16,8 +16,17 @@ normalised with its own batch statistics — the supernet's batched cells (frsen
 Layouts: ``bn_weight``, ``bn_bias`` and running statistics are (3, C), rows in kernel-size order;
 returned statistics are (G, 3, C); ``alpha`` holds the 4 normalised weights in op-set order (skip,
 3x3, 5x5, 7x7).
+
+Precision: ``conv_dtype`` runs the three convolutions in another dtype (bfloat16/float16) while
+statistics, BatchNorm, ReLU and the alpha-weighted sum stay in x's dtype. The module wrappers take
+it from ``torch.autocast`` (autocast's policy runs convolutions in its lower precision), so a
+supernet under autocast gets lower-precision convolutions on the fused path too; inside the op
+autocast is off (the op casts exactly what it means to).
 """
 from __future__ import annotations
+
+import contextlib
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,10 +50,18 @@ def grouped_view(t: Tensor, groups: int) -> Tensor:
     return t.reshape(n // groups, groups * c, h, w)
 
 
-def _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups):
+def _conv(x, w, size, conv_dtype):
+    """One candidate's convolution, in ``conv_dtype`` when given (result in x's dtype)."""
+    if conv_dtype is None or conv_dtype == x.dtype:
+        return F.conv2d(x, w, padding=size // 2)
+    return F.conv2d(x.to(conv_dtype), w.to(conv_dtype), padding=size // 2).to(x.dtype)
+
+
+def _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups,
+                   conv_dtype=None):
     out = alpha[0] * x
     for k, (w, size) in enumerate(zip((w3, w5, w7), KERNEL_SIZES)):
-        z = grouped_view(F.conv2d(x, w, padding=size // 2), groups)
+        z = grouped_view(_conv(x, w, size, conv_dtype), groups)
         rm, rv = (None, None) if training else (running_mean[k], running_var[k])
         y = F.batch_norm(z, rm, rv, bn_weight[k], bn_bias[k], training=training, eps=eps)
         out = out + alpha[k + 1] * F.relu(y).reshape(x.shape)
@@ -52,11 +69,11 @@ def _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, runni
 
 
 def reference_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
-                      groups, keep):
+                      groups, keep, conv_dtype=None):
     out = _reference_out(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
-                         groups)
+                         groups, conv_dtype)
     with torch.no_grad():
-        zs = [F.conv2d(x, w, padding=s // 2) for w, s in zip((w3, w5, w7), KERNEL_SIZES)] if training or keep else []
+        zs = [_conv(x, w, s, conv_dtype) for w, s in zip((w3, w5, w7), KERNEL_SIZES)] if training or keep else []
         saved = torch.stack(zs) if keep else x.new_empty(0)
         if not training:
             return out, running_mean.clone(), running_var.clone(), saved
@@ -65,7 +82,7 @@ def reference_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, ru
 
 
 def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
-                       groups, need_input_grad, need_weight_grad):
+                       groups, need_input_grad, need_weight_grad, conv_dtype=None):
     """The backward written out in plain PyTorch (the formulas every fused backward implements).
 
     Conv outputs are recomputed from x (``saved`` is ignored: the reference keeps nothing);
@@ -78,7 +95,7 @@ def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean,
     gv = grouped_view(grad_out, groups)
     g_gamma, g_beta, g_alpha, grads_z = [], [], [(grad_out * x).sum()], []
     for k, (w, size) in enumerate(zip((w3, w5, w7), KERNEL_SIZES)):
-        z = grouped_view(F.conv2d(x, w, padding=size // 2), groups)
+        z = grouped_view(_conv(x, w, size, conv_dtype), groups)
         invstd = torch.rsqrt(var[k] + eps)[None, :, None, None]
         x_hat = (z - mean[k][None, :, None, None]) * invstd
         y = x_hat * bn_weight[k][None, :, None, None] + bn_bias[k][None, :, None, None]
@@ -93,7 +110,7 @@ def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean,
         g_gamma.append(gg)
         g_beta.append(gb)
         grads_z.append(g_z.reshape(x.shape))
-    gx, gws = mixed_convs_backward(x, grads_z, w3, w5, w7, False, need_input_grad, need_weight_grad)
+    gx, gws = mixed_convs_backward(x, grads_z, w3, w5, w7, False, need_input_grad, need_weight_grad, conv_dtype)
     gx = gx + alpha[0] * grad_out if need_input_grad else x.new_empty(0)
     gws = gws if need_weight_grad else [w.new_empty(0) for w in (w3, w5, w7)]
     return (gx, *gws, torch.stack(g_gamma), torch.stack(g_beta), torch.stack(g_alpha))
@@ -101,17 +118,18 @@ def reference_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean,
 
 # ---------------------------------------------------------------- native (C++ CPU / CUDA), Triton
 def native_forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
-                   groups, keep):
+                   groups, keep, conv_dtype=None):
     return torch.ops.frsengine_native.mixed_op_forward(
         x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps,
-        use_stacked_conv(x.shape[1]), use_channels_last(x.device), groups, keep)
+        use_stacked_conv(x.shape[1]), use_channels_last(x.device), groups, keep, conv_dtype)
 
 
 def native_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
-                    groups, need_input_grad, need_weight_grad):
+                    groups, need_input_grad, need_weight_grad, conv_dtype=None):
     return torch.ops.frsengine_native.mixed_op_backward(
         grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps,
-        use_stacked_conv(x.shape[1]), use_channels_last(x.device), groups, need_input_grad, need_weight_grad)
+        use_stacked_conv(x.shape[1]), use_channels_last(x.device), groups, need_input_grad, need_weight_grad,
+        conv_dtype)
 
 
 def triton_forward(*args):
@@ -141,6 +159,19 @@ def _untile(t: Tensor, groups: int) -> Tensor:
     return t.reshape(t.shape[0], groups, -1).transpose(0, 1).contiguous()
 
 
+def _no_autocast(x: Tensor):
+    """Autocast off inside the op: it would otherwise recast the convolutions of the reference and
+    the native kernels' inner ATen calls behind the op's back."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def autocast_conv_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs convolutions in on ``device_type`` now, or None when it is off."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+
+
 def _check_groups(x: Tensor, groups: int) -> None:
     if groups < 1 or x.shape[0] % groups:
         raise ValueError(f"mixed_op: batch {x.shape[0]} is not a multiple of groups={groups}")
@@ -149,24 +180,27 @@ def _check_groups(x: Tensor, groups: int) -> None:
 @torch.library.custom_op("frsengine::mixed_op", mutates_args=())
 def mixed_op(x: Tensor, w3: Tensor, w5: Tensor, w7: Tensor, bn_weight: Tensor, bn_bias: Tensor,
              alpha: Tensor, running_mean: Tensor, running_var: Tensor, training: bool, eps: float,
-             groups: int = 1, keep: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+             groups: int = 1, keep: bool = False, conv_dtype: Optional[torch.dtype] = None
+             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(out, mean (G, 3, C), biased var (G, 3, C), saved).
 
     ``x`` holds G groups interleaved along the batch (index i*G + g); each group is normalised with
     its own batch statistics (in eval all use the running ones). ``keep`` returns the conv outputs
     as ``saved`` ((3, N, C, H, W)) so the backward does not recompute them (more memory, less time);
-    otherwise ``saved`` is empty.
+    otherwise ``saved`` is empty. ``conv_dtype`` runs the convolutions in that dtype (module docstring).
     """
     _check_groups(x, groups)
     _, impl = dispatch.select(OP, x.device)
-    out, mean, var, saved = impl.forward(x, w3, w5, w7, _tile(bn_weight, groups), _tile(bn_bias, groups), alpha,
-                                         _tile(running_mean, groups), _tile(running_var, groups), training,
-                                         eps, groups, keep)
+    with _no_autocast(x):
+        out, mean, var, saved = impl.forward(x, w3, w5, w7, _tile(bn_weight, groups), _tile(bn_bias, groups),
+                                             alpha, _tile(running_mean, groups), _tile(running_var, groups),
+                                             training, eps, groups, keep, conv_dtype)
     return out, _untile(mean, groups), _untile(var, groups), saved
 
 
 @mixed_op.register_fake
-def _(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups=1, keep=False):
+def _(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups=1, keep=False,
+      conv_dtype=None):
     stats = bn_weight.new_empty((groups, *bn_weight.shape))
     saved = x.new_empty((3, *x.shape)) if keep else x.new_empty(0)
     return torch.empty_like(x), stats, torch.empty_like(stats), saved
@@ -175,21 +209,23 @@ def _(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, train
 @torch.library.custom_op("frsengine::mixed_op_backward", mutates_args=())
 def mixed_op_backward(grad_out: Tensor, x: Tensor, w3: Tensor, w5: Tensor, w7: Tensor, bn_weight: Tensor,
                       bn_bias: Tensor, alpha: Tensor, mean: Tensor, var: Tensor, saved: Tensor, training: bool,
-                      eps: float, groups: int, need_input_grad: bool, need_weight_grad: bool
+                      eps: float, groups: int, need_input_grad: bool, need_weight_grad: bool,
+                      conv_dtype: Optional[torch.dtype] = None
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Grads of x, w3, w5, w7, bn_weight, bn_bias, alpha (empty tensors where not needed)."""
     _, impl = dispatch.select(OP, x.device)
     mean_t, var_t = (s.transpose(0, 1).reshape(3, -1).contiguous() for s in (mean, var))
-    gx, g3, g5, g7, gg, gb, ga = impl.backward(grad_out, x, w3, w5, w7, _tile(bn_weight, groups),
-                                               _tile(bn_bias, groups), alpha, mean_t, var_t, saved, training,
-                                               eps, groups, need_input_grad, need_weight_grad)
+    with _no_autocast(x):
+        gx, g3, g5, g7, gg, gb, ga = impl.backward(grad_out, x, w3, w5, w7, _tile(bn_weight, groups),
+                                                   _tile(bn_bias, groups), alpha, mean_t, var_t, saved, training,
+                                                   eps, groups, need_input_grad, need_weight_grad, conv_dtype)
     c = bn_weight.shape[1]
     return gx, g3, g5, g7, gg.reshape(3, groups, c).sum(1), gb.reshape(3, groups, c).sum(1), ga
 
 
 @mixed_op_backward.register_fake
 def _(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps, groups,
-      need_input_grad, need_weight_grad):
+      need_input_grad, need_weight_grad, conv_dtype=None):
     gx = torch.empty_like(x) if need_input_grad else x.new_empty(0)
     gws = [torch.empty_like(w) if need_weight_grad else w.new_empty(0) for w in (w3, w5, w7)]
     return (gx, *gws, torch.empty_like(bn_weight), torch.empty_like(bn_bias), torch.empty_like(alpha))
@@ -202,6 +238,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved)
     ctx.training, ctx.eps = training, eps
     ctx.groups = rest[0] if rest else 1
+    ctx.conv_dtype = rest[2] if len(rest) > 2 else None
 
 
 def _backward(ctx, grad_out, _grad_mean, _grad_var, _grad_saved):
@@ -210,9 +247,9 @@ def _backward(ctx, grad_out, _grad_mean, _grad_var, _grad_saved):
     need_x, need_w = need[0], any(need[1:4])
     gx, g3, g5, g7, gg, gb, ga = mixed_op_backward(grad_out.contiguous(), x, w3, w5, w7, bn_weight, bn_bias,
                                                    alpha, mean, var, saved, ctx.training, ctx.eps, ctx.groups,
-                                                   need_x, need_w)
+                                                   need_x, need_w, ctx.conv_dtype)
     return (gx if need_x else None, g3 if need_w else None, g5 if need_w else None, g7 if need_w else None,
-            gg, gb, ga, None, None, None, None, None, None)
+            gg, gb, ga, None, None, None, None, None, None, None)
 
 
 mixed_op.register_autograd(_backward, setup_context=_setup_context)
@@ -235,9 +272,10 @@ def fused_mixed_op(x: Tensor, weights: Tensor, w3: Tensor, w5: Tensor, w7: Tenso
                    momentum: float | None = 0.1, eps: float = 1e-5,
                    num_batches_tracked: Tensor | None = None, groups: int = 1, keep: bool = False) -> Tensor:
     """Functional fused mixed op; in training updates ``running_mean``/``running_var`` (3, C) in place,
-    once per group in group order (as running the groups one after the other would)."""
-    out, mean, var, _ = mixed_op(x, w3, w5, w7, bn_weight, bn_bias, weights, running_mean, running_var,
-                                 training, eps, groups, keep)
+    once per group in group order (as running the groups one after the other would). Under autocast
+    the convolutions run in autocast's dtype (see the module docstring)."""
+    out, mean, var, _ = mixed_op(x.to(w3.dtype), w3, w5, w7, bn_weight, bn_bias, weights, running_mean,
+                                 running_var, training, eps, groups, keep, autocast_conv_dtype(x.device.type))
     if training:
         count = x.shape[0] // groups * x.shape[2] * x.shape[3]
         for g in range(groups):
@@ -253,7 +291,8 @@ def mixed_op_module_forward(module, x: Tensor, weights: Tensor, groups: int = 1,
     Same results and running-statistics updates as ``module(x_g, weights)`` for each group g of
     ``x`` in turn (groups interleaved along the batch, see :func:`mixed_op`). ``repeat_updates``
     applies every update that many times: an edge whose input is shared by several branches runs
-    once but updates its statistics as if it had run once per branch.
+    once but updates its statistics as if it had run once per branch. Under autocast the input is
+    taken in the parameters' dtype and only the convolutions run in autocast's dtype.
     """
     if tuple(module.op_names) != DEFAULT_OP_NAMES:
         raise ValueError(f"the fused mixed op covers the op set {DEFAULT_OP_NAMES}, got {tuple(module.op_names)}")
@@ -272,8 +311,9 @@ def mixed_op_module_forward(module, x: Tensor, weights: Tensor, groups: int = 1,
         rv = torch.stack([bn.running_var for bn in bns])
     else:
         rm = rv = torch.zeros_like(bn_weight)
-    out, mean, var, _ = mixed_op(x, *(op.conv.weight for op in convs), bn_weight, bn_bias, weights, rm, rv,
-                                 training, bn0.eps, groups, keep)
+    ws = [op.conv.weight for op in convs]
+    out, mean, var, _ = mixed_op(x.to(ws[0].dtype), *ws, bn_weight, bn_bias, weights.to(ws[0].dtype), rm, rv,
+                                 training, bn0.eps, groups, keep, autocast_conv_dtype(x.device.type))
     if bn0.training and bn0.track_running_stats:
         count = x.shape[0] // groups * x.shape[2] * x.shape[3]
         for g in range(groups):

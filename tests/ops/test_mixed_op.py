@@ -198,7 +198,7 @@ def test_weight_grads_skipped_when_not_needed(backend, use_backend, monkeypatch)
     calls = []
 
     def spy(*a):
-        calls.append(a[-2:])
+        calls.append(a[-3:-1])  # (need_input_grad, need_weight_grad), before conv_dtype
         return impl.backward(*a)
 
     monkeypatch.setitem(dispatch._REGISTRY["mixed_op"], backend, dispatch.Implementation(impl.forward, spy))

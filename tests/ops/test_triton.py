@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 def test_triton_kernels_under_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     env.pop("FRSENGINE_KERNELS", None)
-    files = [str(HERE / "test_mixed_op.py"), str(HERE / "test_beta_aggregation.py")]
+    files = [str(HERE / name) for name in ("test_mixed_op.py", "test_mixed_precision.py", "test_beta_aggregation.py")]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "triton", *files],
                           cwd=HERE.parents[1], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
