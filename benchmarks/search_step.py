@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/search_step.py --models frsnet --batches 1 4 8 --rounds 3
     .venv/bin/python benchmarks/search_step.py --device cuda --models frsnet mfpsnet authors --batches 1 4 8
     .venv/bin/python benchmarks/search_step.py --device cuda --max-batch      # + largest batch that fits
+    .venv/bin/python benchmarks/search_step.py --models frsnet --batches 4 --paths reference fused \
+        reference-bf16 fused-bf16 fused-recompute-bf16       # bf16 autocast paths (AMX/AVX512-BF16 CPUs, GPUs)
 
 A thin command line over ``frsengine.bench.search`` (the step, the paths and the models are described
 there; ``frsengine bench --suites search`` runs the same measurement with the suite's presets).
@@ -22,7 +24,7 @@ import sys
 from pathlib import Path
 
 from frsengine.bench.child import ChildFailed, run_in_child, start_method
-from frsengine.bench.search import PATHS, build_model, estimate_largest_batch, make_step  # noqa: F401 (re-exported)
+from frsengine.bench.search import ALL_PATHS, PATHS, build_model, estimate_largest_batch, make_step  # noqa: F401 (re-exported)
 
 
 def machine(threads: int | None = None) -> dict:
@@ -45,7 +47,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["authors", "frsnet"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 4])
-    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=ALL_PATHS,
+                   help="plain/fused paths; PATH-bf16 / PATH-bf16w run under bf16 autocast (see frsengine.bench.search)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -59,7 +62,9 @@ def main(argv=None) -> int:
 
     info = machine(args.threads)
     print(f"# {summary_line(info['machine'])}")
-    print(f"{'model':<14}{'batch':>6}  {'path':<16}{'s/step':>9}{'speed-up':>10}{'peak GiB':>10}{'mem ratio':>10}")
+    ref16 = "reference-bf16" in args.paths
+    print(f"{'model':<14}{'batch':>6}  {'path':<22}{'s/step':>9}{'speed-up':>10}{'peak GiB':>10}{'mem ratio':>10}"
+          + (f"{'vs ref-bf16':>13}" if ref16 else ""))
     for model in args.models:
         for batch in args.batches:
             case = {"model": model, "batch": batch, "device": args.device, "rounds": args.rounds,
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
                 timed = run_in_child("frsengine.bench.search:time_group", case, timeout=3600, method=method)["paths"]
             except ChildFailed as exc:
                 timed = {path: {"error": str(exc)} for path in args.paths}
-            ref = None
+            ref = ref_bf16 = None
             for path in args.paths:
                 one = {k: v for k, v in case.items() if k != "paths"} | {"path": path}
                 r = timed.get(path, {"error": "not measured"})
@@ -81,16 +86,19 @@ def main(argv=None) -> int:
                     else:
                         r = {**r, **mem}
                 if "error" in r:
-                    print(f"{model:<14}{batch:>6}  {path:<16}failed: {r['error'][:200]}", flush=True)
+                    print(f"{model:<14}{batch:>6}  {path:<22}failed: {r['error'][:200]}", flush=True)
                     rows.append({**one, "failed": True, "error": r["error"]})
                     continue
                 r = {**one, **r}
                 ref = r if path == "reference" else ref
+                ref_bf16 = r if path == "reference-bf16" else ref_bf16
                 speed = f"{ref['seconds'] / r['seconds']:.2f}x" if ref else "n/a"
                 mem = f"{r['peak_mib'] / ref['peak_mib']:.2f}x" if ref else "n/a"
-                print(f"{model:<14}{batch:>6}  {path:<16}{r['seconds']:>9.2f}{speed:>10}{r['peak_mib'] / 1024:>10.2f}"
-                      f"{mem:>10}", flush=True)
-                rows.append({**r, "speedup_vs_reference": speed, "memory_vs_reference": mem})
+                speed16 = f"{ref_bf16['seconds'] / r['seconds']:.2f}x" if ref_bf16 else "n/a"
+                print(f"{model:<14}{batch:>6}  {path:<22}{r['seconds']:>9.2f}{speed:>10}{r['peak_mib'] / 1024:>10.2f}"
+                      f"{mem:>10}" + (f"{speed16:>13}" if ref16 else ""), flush=True)
+                rows.append({**r, "speedup_vs_reference": speed, "memory_vs_reference": mem}
+                            | ({"speedup_vs_reference_bf16": speed16} if ref16 else {}))
     if args.max_batch:
         # Estimated from the measured peaks, then checked with one step at 90 % of the estimate.
         import torch

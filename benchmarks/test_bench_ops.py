@@ -15,6 +15,9 @@ cell: one grid node of the paper-size upsampling space (3 branches, H_{l-2}, B=3
 backward in training mode, batch 4. Baseline: the plain ``SearchCell`` + ``aggregate_branches``;
 fused: ``frsengine.nas.fused.fused_node`` (keep and recompute).
 
+``-bf16`` variants run the same under ``torch.autocast(cpu, bfloat16)`` (CPUs with native bf16 only):
+the plain modules as autocast runs them, the fused op with its convolutions in bf16.
+
 Peak memory (``peak_mib``): peak resident-set growth of one forward + backward, measured in a fresh
 subprocess after inputs are built and one warm-up call ran (benchmarks/peak.py).
 """
@@ -34,6 +37,7 @@ from frsengine.nas.ops import MixedOp, get_op_set
 from frsengine.ops import dispatch
 from frsengine.ops.beta_aggregation import aggregate
 from frsengine.ops.fused_mixed import mixed_op_module_forward
+from frsengine.train.precision import cpu_has_native_bf16
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peak import peak_growth_mib, run_child  # noqa: E402
@@ -118,6 +122,14 @@ def _cell_case(size: int, width: int, branches: dict, variant: str):
 
 
 def _build(case: dict):
+    variant = case.get("variant", "")
+    if variant.endswith("-bf16"):
+        run = _build({**case, "variant": variant.removesuffix("-bf16")})
+
+        def run_bf16():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                run()
+        return run_bf16
     if case["op"] == "mixed":
         return _mixed_case(case["channels"], case["size"], case["variant"])
     if case["op"] == "cell":
@@ -137,9 +149,12 @@ def peak_mib(case: dict) -> float | None:
     return None if result is None else result["peak_mib"]
 
 
-MIXED_VARIANTS = ["plain"] + (["fused", "fused-stacked", "fused-separate"] if CPP else [])
+BF16 = cpu_has_native_bf16()
+MIXED_VARIANTS = (["plain"] + (["fused", "fused-stacked", "fused-separate"] if CPP else [])
+                  + (["plain-bf16"] + (["fused-bf16"] if CPP else []) if BF16 else []))
 AGG_VARIANTS = ["plain"] + (["fused"] if CPP else [])
-CELL_VARIANTS = ["plain"] + (["fused-keep", "fused-recompute"] if CPP else [])
+CELL_VARIANTS = (["plain"] + (["fused-keep", "fused-recompute"] if CPP else [])
+                 + (["plain-bf16"] + (["fused-keep-bf16", "fused-recompute-bf16"] if CPP else []) if BF16 else []))
 
 
 @pytest.fixture(autouse=True)

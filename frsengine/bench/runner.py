@@ -37,6 +37,7 @@ class Options:
     timeout: float | None = None  # per child; None: 120 s quick, 1800 s full
     budget: float | None = None   # whole run, seconds; None: 95 s with --quick, unlimited otherwise
     rounds_budget: float | None = None  # seconds of timed rounds per group; None: 8 s quick, unlimited
+    bf16: bool = False            # search suite: also the bf16 autocast paths
 
     def __post_init__(self):
         if self.quick and self.budget is None:
@@ -89,7 +90,9 @@ def parse_suites(text: str | None) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------- plans
 
 def plan_search(opts: Options) -> list[Group]:
-    from frsengine.bench.search import BASELINE, PATHS
+    from frsengine.bench.search import BASELINE, PATHS, precision_of
+
+    paths = list(PATHS) + (["reference-bf16", "fused-bf16", "fused-recompute-bf16"] if opts.bf16 else [])
 
     cuda = opts.device == "cuda"
     rounds = opts.rounds or (3 if opts.quick else (5 if cuda else 2))
@@ -110,12 +113,12 @@ def plan_search(opts: Options) -> list[Group]:
                                            "per step, minutes per step on a CPU: run with --device cuda"}
     groups = []
     for model, batch, size, extra in cases:
-        payload = {"model": model, "batch": batch, "size": size, "paths": list(PATHS), "device": opts.device,
+        payload = {"model": model, "batch": batch, "size": size, "paths": paths, "device": opts.device,
                    "rounds": rounds, "threads": opts.threads}
         groups.append(Group("search", f"search step {model}, batch {batch}, {size}x{size}, {opts.device}", BASELINE,
-                            list(PATHS), "frsengine.bench.search:time_group", payload,
+                            list(paths), "frsengine.bench.search:time_group", payload,
                             "frsengine.bench.search:memory_case", batch=batch, unit="s/step", device=opts.device,
-                            flops_key=f"search:{model}:{size}", extra=extra))
+                            precision=precision_of, flops_key=f"search:{model}:{size}", extra=extra))
     if skipped:
         groups.append(Group("search", "search step: not run", BASELINE, [], "", {}, skipped=skipped, unit="s/step",
                             device=opts.device))

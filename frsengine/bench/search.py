@@ -10,6 +10,10 @@ decay 1e-3) on alpha/beta with another batch; BN in training mode.
   lower resolution, aggregation folded into the concat, fused mixed-op kernels keeping their conv
   outputs) and the architecture step with frozen weights (no weight gradients).
 - ``fused-recompute``: the same, mixed ops recompute their convolutions in backward (least memory).
+- ``PATH-bf16`` (``reference-bf16``, ``fused-bf16``, ``fused-recompute-bf16``): both steps' forward
+  passes under ``torch.autocast(bfloat16)`` (the plain path as autocast runs it; the fused mixed ops
+  run only their convolutions in bf16); ``PATH-bf16w``: the weight step only, the architecture step
+  in float32 (``model.precision=bf16`` with ``arch.precision=fp32`` in a search run).
 
 Models: ``authors`` = the authors' search model (frsengine.models.prior_search: fixed upsampler from
 configs/genotypes/frsnet-seed0.json + one searched parsing-prior grid), ``frsnet`` / ``mfpsnet`` =
@@ -33,8 +37,23 @@ from frsengine.bench.timing import interleaved
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = ("reference", "fused", "fused-recompute")
+LOW_PRECISION_PATHS = ("reference-bf16", "fused-bf16", "fused-recompute-bf16", "fused-bf16w", "fused-recompute-bf16w")
+ALL_PATHS = PATHS + LOW_PRECISION_PATHS
 BASELINE = "reference"
 SIZE = 128
+
+
+def precision_of(path: str) -> str:
+    """The precision of a path's convolutions, for the peak-FLOP/s column ('bf16' when any step is)."""
+    return "bf16" if split_path(path)[1] else "fp32"
+
+
+def split_path(path: str) -> tuple[str, bool, bool]:
+    """'fused-bf16w' -> ('fused', weight step in bf16, architecture step in bf16)."""
+    for suffix, arch in (("-bf16w", False), ("-bf16", True)):
+        if path.endswith(suffix):
+            return path[: -len(suffix)], True, arch
+    return path, False, False
 
 
 def build_model(name: str):
@@ -53,9 +72,14 @@ def make_step(name: str, batch: int, path: str, device: str = "cpu", size: int =
     from frsengine.models.stats import example_inputs
     from frsengine.nas.fused import frozen, use_fused_search
 
+    from frsengine.train.precision import autocast
+
+    base, weight_bf16, arch_bf16 = split_path(path)
+    if base not in PATHS:
+        raise ValueError(f"unknown path {path!r}; known: {', '.join(ALL_PATHS)}")
     torch.manual_seed(0)
     model = build_model(name).to(device).train()
-    if path != "reference" and use_fused_search(model, keep=(path == "fused")) == 0:
+    if base != "reference" and use_fused_search(model, keep=(base == "fused")) == 0:
         raise RuntimeError(f"{name}: no search space could be fused")
     w_params, a_params = model.weight_parameters(), model.arch_parameters()
     w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
@@ -70,22 +94,23 @@ def make_step(name: str, batch: int, path: str, device: str = "cpu", size: int =
 
     data_a, data_b = batch_inputs(), batch_inputs()
 
-    def loss(data):
+    def loss(data, bf16):
         args, kwargs, target = data
-        out = model(*args, **kwargs)
-        return sum(F.l1_loss(o, target) for o in (out if isinstance(out, tuple) else (out,)))
+        with autocast("bf16" if bf16 else "fp32", torch.device(device)):
+            out = model(*args, **kwargs)
+            return sum(F.l1_loss(o.float(), target) for o in (out if isinstance(out, tuple) else (out,)))
 
     def step():
         w_opt.zero_grad(set_to_none=True)
-        loss(data_a).backward()
+        loss(data_a, weight_bf16).backward()
         w_opt.step()
         a_opt.zero_grad(set_to_none=True)
-        if path == "reference":
+        if base == "reference":
             model.zero_grad(set_to_none=True)
-            loss(data_b).backward()        # the authors' full backward (weight grads computed, unused)
+            loss(data_b, arch_bf16).backward()        # the authors' full backward (weight grads computed, unused)
         else:
             with frozen(w_params):
-                loss(data_b).backward()
+                loss(data_b, arch_bf16).backward()
         a_opt.step()
         if device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -49,6 +49,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="timed rounds per case (default per suite and mode)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children (faster)")
+    p.add_argument("--bf16", action="store_true",
+                   help="search suite: also time the bf16 autocast paths (reference-bf16, fused-bf16, "
+                        "fused-recompute-bf16); worth it on CPUs with AMX/AVX512-BF16 and on GPUs")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds per child process before its rows count as failed (default: 120 quick, 1800 full)")
     p.set_defaults(run=run)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise FrsError("--threads must be at least 1")
     opts = Options(quick=args.quick, suites=parse_suites(args.suites), device=args.device, rounds=args.rounds,
-                   threads=args.threads, memory=not args.no_memory, timeout=args.timeout)
+                   threads=args.threads, memory=not args.no_memory, timeout=args.timeout, bf16=args.bf16)
     path = args.json or default_json_path()
     given = sys.argv[sys.argv.index("bench") + 1:] if "bench" in sys.argv else sys.argv[1:]
     command = " ".join(["frsengine", "bench", *given])

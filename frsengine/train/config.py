@@ -80,6 +80,12 @@ class ArchConfig:
     weight_decay: float = 1e-3
     betas: tuple = (0.5, 0.999)
     start_epoch: int = 10
+    # The architecture step's forward pass: 'model' follows model.precision; 'fp32' keeps alpha/beta
+    # steps in float32 under a bf16 model.precision (see docs/training.md, Mixed precision).
+    precision: str = "model"
+
+    def resolved_precision(self, model_precision: str) -> str:
+        return model_precision if self.precision == "model" else self.precision
 
 
 @dataclass
@@ -149,6 +155,7 @@ CHOICES = {
     ("model", "fused"): ("auto", "keep", "recompute", "off"),
     ("model", "ranking"): ("strongest", "strongest_non_skip"),
     ("model", "precision"): ("fp32", "bf16"),
+    ("arch", "precision"): ("model", "fp32", "bf16"),
     ("data", "backend"): ("torch", "opencv", "dali"),
     ("optim", "name"): ("sgd", "adam"),
 }
@@ -191,6 +198,8 @@ def _apply(obj: Any, values: dict, prefix: str, source: str) -> None:
                 raise ConfigError(f"'{where}' in {source} must be a section (mapping), got {value!r}")
             _apply(current, value, where + ".", source)
             continue
+        if value is False and "off" in CHOICES.get((prefix[:-1], key), ()):
+            value = "off"   # YAML 1.1 reads a bare `off` as false
         value = _check_type(value, hints[key], f"'{where}' in {source}")
         choices = CHOICES.get((prefix[:-1], key))
         if choices and value not in choices:
@@ -214,7 +223,8 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. schedule.epochs=3)")
+            hint = " — a config file goes after --config" if item.endswith((".yaml", ".yml")) else ""
+            raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. schedule.epochs=3){hint}")
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

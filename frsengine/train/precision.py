@@ -24,17 +24,17 @@ def cpu_has_native_bf16() -> bool:
     return any(probe() for probe in probes if probe is not None)
 
 
-def check_precision(precision: str, device: torch.device) -> str | None:
+def check_precision(precision: str, device: torch.device, key: str = "model.precision") -> str | None:
     """Raise ConfigError where ``precision`` cannot run on ``device``; return a warning (text) where it
     runs but slowly, else None."""
     if precision != "bf16":
         return None
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"model.precision=bf16 needs a GPU with bfloat16 support, and "
-                          f"{torch.cuda.get_device_name(device)} has none: use model.precision=fp32")
+        raise ConfigError(f"{key}=bf16 needs a GPU with bfloat16 support, and "
+                          f"{torch.cuda.get_device_name(device)} has none: use {key}=fp32")
     if device.type == "cpu" and not cpu_has_native_bf16():
-        return ("model.precision=bf16 on a CPU without native bfloat16 (AVX512-BF16 / AMX): bf16 is emulated "
-                "and will be slower than fp32 (model.precision=fp32)")
+        return (f"{key}=bf16 on a CPU without native bfloat16 (AVX512-BF16 / AMX): bf16 is emulated "
+                f"and will be slower than fp32 ({key}=fp32)")
     return None
 
 

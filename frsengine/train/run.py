@@ -109,6 +109,8 @@ class Run:
         self.info: DistInfo = distributed.setup(device or cfg.device)
         self.device = self.info.device
         slow_precision = check_precision(cfg.model.precision, self.device)
+        if cfg.kind == "search" and cfg.arch.precision != "model":
+            slow_precision = check_precision(cfg.arch.precision, self.device, "arch.precision") or slow_precision
         self.dir = Path(cfg.output.dir)
         self.ckpt_dir = self.dir / "checkpoints"
         self.resumed: Checkpoint | None = None

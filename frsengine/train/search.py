@@ -132,7 +132,7 @@ def _search(run: Run) -> dict:
                 if batch_b is not None:
                     with frozen(weights):
                         loss_a, _ = train_step(net, batch_b, loss_fn, opt_a, arch, device, cfg.schedule.micro_batches,
-                                               None, kwargs, cfg.model.precision)
+                                               None, kwargs, cfg.arch.resolved_precision(cfg.model.precision))
                 pos["batch"] += 1
                 pos["step"] += 1
                 run.meter.worked(imgs_per_step)

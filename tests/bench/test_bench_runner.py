@@ -56,6 +56,21 @@ def test_plans_skip_with_reasons():
     assert any("mfpsnet (paper size)" in g.skipped for g in full)   # on a CPU: said why
 
 
+def test_bf16_adds_the_autocast_paths_to_the_search_suite():
+    from frsengine.bench.search import make_step, precision_of, split_path
+
+    plain = runner.plan_search(runner.Options(quick=True))
+    bf16 = runner.plan_search(runner.Options(quick=True, bf16=True))
+    assert all("-bf16" not in c for g in plain for c in g.cases)
+    for g in (g for g in bf16 if g.cases):
+        assert g.cases[:3] == ["reference", "fused", "fused-recompute"] and "fused-recompute-bf16" in g.cases
+        assert [g.precision(c) for c in ("reference", "fused-bf16")] == ["fp32", "bf16"]
+    assert split_path("fused-recompute-bf16w") == ("fused-recompute", True, False)
+    assert precision_of("reference-bf16") == "bf16"
+    with pytest.raises(ValueError, match="unknown path 'fused-fp8'"):
+        make_step("frsnet-tiny", 1, "fused-fp8")
+
+
 def _tiny(groups):
     for g in groups:
         g.cases = [c for c in g.cases if c in ("opencv-cpu", "torch-cpu")]

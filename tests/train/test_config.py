@@ -32,6 +32,7 @@ def test_files_and_overrides():
     (["schedule.batch_size=4", "schedule.micro_batches=3"], r"micro_batches .* must divide"),
     (["data.arch_fraction=1.5"], r"arch_fraction must be in"),
     (["epochs"], r"is not KEY=VALUE"),
+    (["configs/search/frsnet.yaml"], r"is not KEY=VALUE .* a config file goes after --config"),
 ])
 def test_bad_values_are_named(items, match):
     with pytest.raises(ConfigError, match=match):

@@ -12,10 +12,9 @@ from frsengine.train import precision as precision_mod
 from frsengine.train.config import ConfigError
 from tests.train.helpers import REPO, SEARCH_TINY, TRAIN_TINY, tiny_overrides
 
-# The fused supernet path (frsengine.ops) is being taught to follow autocast elsewhere; until then
-# these tests run the plain path (model.fused 'off', quoted: bare `off` is YAML's false) and so
-# check only the training side: that the steps open autocast around forward + loss.
-PLAIN = {"model.fused": "'off'", "schedule.max_steps": "1", "output.checkpoint_every": "1"}
+# One step; the search runs its default (fused) path, whose mixed ops follow autocast
+# (tests/ops/test_mixed_precision.py checks their numerics).
+ONE_STEP = {"schedule.max_steps": "1", "output.checkpoint_every": "1"}
 
 
 def _record_conv_first(monkeypatch, module, builder):
@@ -38,6 +37,11 @@ def _record_conv_first(monkeypatch, module, builder):
     return calls
 
 
+def test_bare_off_reads_as_the_off_choice():
+    """YAML 1.1 reads `off` as false; a key whose choices include 'off' takes it as 'off'."""
+    assert load_config(None, ["model.fused=off"], kind="search").model.fused == "off"
+
+
 def test_precision_key_is_checked():
     assert load_config(None, kind="search").model.precision == "fp32"
     assert load_config(None, ["model.precision=bf16"], kind="search").model.precision == "bf16"
@@ -55,26 +59,29 @@ def test_bf16_is_refused_on_a_gpu_without_it_and_warned_on_a_cpu_without_it(monk
     assert "slower than fp32" in precision_mod.check_precision("bf16", torch.device("cpu"))
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_search_steps_run_under_autocast_with_bf16(precision, faces, tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision,arch_precision", [("bf16", "model"), ("bf16", "fp32"), ("fp32", "model"),
+                                                      ("fp32", "bf16")])
+def test_search_steps_run_under_autocast_with_bf16(precision, arch_precision, faces, tmp_path, monkeypatch):
     calls = _record_conv_first(monkeypatch, importlib.import_module("frsengine.train.search"), "build_supernet")
     monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)  # the slow-CPU warning, once
     # arch.start_epoch 0: the one step is a weight step and an architecture step.
-    cfg = load_config(SEARCH_TINY, tiny_overrides(faces, tmp_path / "run", **PLAIN, **{
-        "model.precision": precision, "arch.start_epoch": "0"}))
+    cfg = load_config(SEARCH_TINY, tiny_overrides(faces, tmp_path / "run", **ONE_STEP, **{
+        "model.precision": precision, "arch.precision": arch_precision, "arch.start_epoch": "0"}))
     summary = search(cfg)
     assert summary["status"] == "done" and summary["steps"] == 1
     assert math.isfinite(summary["loss_weights"]) and math.isfinite(summary["loss_arch"])
     bf16 = precision == "bf16"
-    assert calls == [(bf16, True, torch.bfloat16 if bf16 else torch.float32)] * 2  # weight step, arch step
-    assert (tmp_path / "run" / "run.log").read_text().count("bf16 is emulated") == int(bf16)
+    arch_bf16 = arch_precision == "bf16" or (arch_precision == "model" and bf16)
+    assert calls == [(bf16, True, torch.bfloat16 if bf16 else torch.float32),                  # weight step
+                     (arch_bf16, True, torch.bfloat16 if arch_bf16 else torch.float32)]        # arch step
+    assert (tmp_path / "run" / "run.log").read_text().count("bf16 is emulated") == int(bf16 or arch_bf16)
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_retrain_step_and_validation_run_under_autocast_with_bf16(precision, faces, tmp_path, monkeypatch):
     calls = _record_conv_first(monkeypatch, importlib.import_module("frsengine.train.retrain"), "build_derived")
     (tmp_path / "val.txt").write_text("f00.png\nf01.png\n")
-    cfg = load_config(TRAIN_TINY, tiny_overrides(faces, tmp_path / "run", **PLAIN, **{
+    cfg = load_config(TRAIN_TINY, tiny_overrides(faces, tmp_path / "run", **ONE_STEP, **{
         "model.precision": precision, "model.genotype": str(REPO / "configs/genotypes/frsnet-seed0.json"),
         "val.list": str(tmp_path / "val.txt"), "data.disentangle": "false"}), kind="train")
     summary = retrain(cfg)
