@@ -62,6 +62,11 @@ def search(cfg: RunConfig, resume: str | None = None) -> dict:
     return execute(cfg, resume, _search)
 
 
+def _precision_text(cfg) -> str:
+    arch = cfg.arch.resolved_precision(cfg.model.precision)
+    return cfg.model.precision if arch == cfg.model.precision else f"{cfg.model.precision} (alpha/beta step {arch})"
+
+
 def _search(run: Run) -> dict:
     cfg, info, device = run.cfg, run.info, run.device
     faces = data.faces(cfg.data, cfg.data.list, cfg.data.limit, cfg.seed)
@@ -87,7 +92,7 @@ def _search(run: Run) -> dict:
     pos = run.restore(model, {"weights": opt_w, "arch": opt_a}, {"epoch": 0, "batch": 0, "step": 0})
     log.info("search %s/%s: %d faces (D_A %d, D_B %d), %d steps/epoch, %d steps, %d rank(s), device %s, %s",
              cfg.model.network, cfg.model.preset, len(faces), len(d_a), len(d_b), per_epoch, total,
-             info.world_size, device, cfg.model.precision)
+             info.world_size, device, _precision_text(cfg))
 
     weights, arch = model.weight_parameters(), model.arch_parameters()
     history_path = run.dir / "arch_history.json"
