@@ -38,6 +38,18 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * t))
 
 
+def set_deterministic(mode: bool, warn_only: bool = False) -> None:
+    """torch.use_deterministic_algorithms without its import of torch._inductor.
+
+    That import (for inductor's own flag) pulls dynamo and sympy in: seconds of start-up for every
+    run on a 2-core machine, and training never compiles. Inductor's flag is still set when inductor
+    is already loaded."""
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode
+    torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for g in opt.param_groups:
         g["lr"] = lr
@@ -145,7 +157,7 @@ class Run:
         self._deterministic = (torch.are_deterministic_algorithms_enabled(),
                                torch.is_deterministic_algorithms_warn_only_enabled())
         if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+            set_deterministic(True, warn_only=True)
         self.writer = None
         if self.info.is_main and cfg.output.tensorboard:
             try:
@@ -227,7 +239,7 @@ class Run:
         for h in self._handlers:
             logging.getLogger("frsengine").removeHandler(h)
             h.close()
-        torch.use_deterministic_algorithms(self._deterministic[0], warn_only=self._deterministic[1])
+        set_deterministic(self._deterministic[0], warn_only=self._deterministic[1])
         torch.set_num_threads(self._threads)
         distributed.teardown()
 

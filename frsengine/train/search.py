@@ -169,11 +169,14 @@ def _search(run: Run) -> dict:
                          f"{loss_a:.4f}" if arch_on else "frozen", run.meter.images_per_s, 100 * run.meter.wait_fraction)
                 if info.is_main:
                     history = arch_log.append(history_path, record)
-                    arch_log.plot(history, run.dir / "arch_evolution.png")
+                    if cfg.output.image_every:  # else drawn once at the end (a plot takes seconds on a CPU)
+                        arch_log.plot(history, run.dir / "arch_evolution.png")
                 checkpoint()
     bar.close()
     genotype = checkpoint()
     if info.is_main:
+        if not cfg.output.image_every and history_path.exists():
+            arch_log.plot(arch_log.load(history_path), run.dir / "arch_evolution.png")
         from frsengine.nas.draw import draw_genotype
         draw_genotype(genotype, run.dir / "genotype.png")
     elapsed = time.perf_counter() - run.started

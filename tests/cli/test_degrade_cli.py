@@ -124,7 +124,7 @@ def test_overrides_reach_the_params(tmp_path):
 def test_help_describes_presets_and_backends():
     exe = Path(sys.executable).with_name("frsengine")  # the installed console script
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "frsengine.cli"]
-    res = subprocess.run([*cmd, "degrade", "--help"], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([*cmd, "degrade", "--help"], capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0
     for name in [*PRESETS, *BACKENDS, "--set", "--preview", "--list", "--limit", "exit status"]:
         assert name in res.stdout, name
@@ -133,7 +133,7 @@ def test_help_describes_presets_and_backends():
 def test_parser_module_does_not_import_torch():
     # `frsengine --help` builds every sub-command's parser: this one must stay light.
     code = "import sys, frsengine.cli.degrade; print('torch' in sys.modules)"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
     assert res.stdout.strip() == "False", res.stderr
 
 

@@ -1,19 +1,16 @@
 """The compile backend (torch.compile, frozen weights, padded static batch) against eager.
 
 Compiling even the tiny network takes ~30-70 s on a shared 2-core CPU, beyond this suite's time
-budget, so the test only runs with FRS_SLOW_TESTS=1 (benchmarks/test_bench_restore.py also checks
-compile against eager on every run).
+budget, so the test is in the slow tier (FRS_SLOW_TESTS=1; benchmarks/test_bench_restore.py also
+checks compile against eager on every run).
 """
-import os
-
 import pytest
 import torch
 
 from frsengine.export.backends import CompileBackend, TorchBackend
 
 
-@pytest.mark.skipif(os.environ.get("FRS_SLOW_TESTS") != "1",
-                    reason="torch.compile takes ~1 min on a 2-core CPU: set FRS_SLOW_TESTS=1 to run it")
+@pytest.mark.slow
 def test_compile_backend_matches_eager_for_any_batch(random_package):
     compiled = CompileBackend(random_package.build(), torch.device("cpu"), batch_size=4)
     eager = TorchBackend(random_package.build(), torch.device("cpu"))

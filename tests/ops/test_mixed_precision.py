@@ -40,7 +40,8 @@ def _run(module, x, a, keep, autocast):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("keep", [True, False], ids=["keep", "recompute"])
 def test_bf16_convs_match_reference_policy(backend, training, keep, use_backend, monkeypatch):
-    for n, c, h, w in SHAPES:
+    # The Triton interpreter takes seconds per shape: the small one only.
+    for n, c, h, w in (SHAPES[1:] if backend == "triton" else SHAPES):
         module, _ = oracle_pair(c, training)
         x, a = torch.randn(n, c, h, w), torch.softmax(torch.randn(4), 0)
         monkeypatch.setenv(dispatch.ENV_VAR, "reference")

@@ -31,7 +31,17 @@ def tiny_overrides(faces: Path, out: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in items.items()]
 
 
-def run_cli(args: list[str], timeout: int = 240, **popen) -> subprocess.CompletedProcess:
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:
+    """`frsengine ARGS` in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from frsengine.cli import main
+
+    capsys.readouterr()
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_cli(args: list[str], timeout: int = 1800, **popen) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "frsengine.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout, **popen)

@@ -23,7 +23,7 @@ def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(faces, tmp_pa
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                           "--master-port", "29517", "-m", "frsengine.cli", *common,
                           *tiny_overrides(faces, tmp_path / "two", **{"schedule.batch_size": "1"})],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert ddp.stdout.count("search done") == 1  # rank 0 alone reports and writes
 

@@ -86,3 +86,19 @@ def test_checkpoint_round_trip_and_damage(tmp_path):
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"), metadata={"format": "x"})
     with pytest.raises(CheckpointError, match="not a frsengine training checkpoint"):
         load_checkpoint(tmp_path / "other.safetensors")
+
+
+def test_set_deterministic_sets_the_torch_flags_without_loading_inductor():
+    import subprocess
+    import sys
+    code = ("import sys, torch\n"
+            "from frsengine.train.run import set_deterministic\n"
+            "set_deterministic(True, warn_only=True)\n"
+            "assert torch.are_deterministic_algorithms_enabled()\n"
+            "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+            "set_deterministic(False)\n"
+            "assert not torch.are_deterministic_algorithms_enabled()\n"
+            "print('inductor' if 'torch._inductor' in sys.modules else 'no inductor')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "no inductor"

@@ -1,4 +1,7 @@
-"""A run killed at any moment and resumed reaches the same weights as an uninterrupted one (CPU, bit-exact)."""
+"""A run killed at any moment and resumed reaches the same weights as an uninterrupted one (CPU, bit-exact).
+
+Only the run that is killed is a child process; the others run in this process (one thread, as the
+child), which saves an interpreter start-up each."""
 import signal
 import subprocess
 import sys
@@ -6,7 +9,7 @@ import time
 
 import torch
 
-from tests.train.helpers import REPO, SEARCH_TINY, TRAIN_TINY, model_tensors, run_cli, tiny_overrides
+from tests.train.helpers import REPO, SEARCH_TINY, TRAIN_TINY, model_tensors, run_main, tiny_overrides
 
 
 def _start(args):
@@ -16,7 +19,7 @@ def _start(args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(path, proc, timeout=180):
+def _wait_for(path, proc, timeout=1800):
     t = time.time()
     while not path.exists():
         assert proc.poll() is None, proc.communicate()
@@ -30,11 +33,11 @@ def _same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_search_killed_and_resumed_equals_uninterrupted(faces, tmp_path):
+def test_search_killed_and_resumed_equals_uninterrupted(faces, tmp_path, capsys):
     common = ["--config", str(SEARCH_TINY)]
-    epochs = {"schedule.epochs": "5"}  # 15 steps, checkpoints every 2
-    full = run_cli(["search", *common, *tiny_overrides(faces, tmp_path / "full", **epochs)])
-    assert full.returncode == 0, full.stderr
+    epochs = {"schedule.epochs": "3", "threads": "1"}  # 9 steps (arch steps from epoch 1), checkpoints every 2
+    code, _, err = run_main(["search", *common, *tiny_overrides(faces, tmp_path / "full", **epochs)], capsys)
+    assert code == 0, err
 
     killed = tmp_path / "killed"
     proc = _start(["search", *common, *tiny_overrides(faces, killed, **epochs)])
@@ -42,23 +45,24 @@ def test_search_killed_and_resumed_equals_uninterrupted(faces, tmp_path):
     proc.send_signal(signal.SIGKILL)  # no chance to save: resume from the last periodic checkpoint
     proc.communicate()
     from frsengine.train.checkpoint import load_checkpoint
-    assert load_checkpoint(killed / "checkpoints" / "last.safetensors").position["step"] < 15
+    assert load_checkpoint(killed / "checkpoints" / "last.safetensors").position["step"] < 9
 
-    again = run_cli(["search", *common, *tiny_overrides(faces, killed, **epochs)])
-    assert again.returncode == 2 and "already holds a run: resume it with --resume" in again.stderr
+    code, _, err = run_main(["search", *common, *tiny_overrides(faces, killed, **epochs)], capsys)
+    assert code == 2 and "already holds a run: resume it with --resume" in err
 
-    resumed = run_cli(["search", "--resume", str(killed), *common, *tiny_overrides(faces, killed, **epochs)])
-    assert resumed.returncode == 0, resumed.stderr
+    code, _, err = run_main(["search", "--resume", str(killed), *common, *tiny_overrides(faces, killed, **epochs)],
+                            capsys)
+    assert code == 0, err
     _same(model_tensors(tmp_path / "full"), model_tensors(killed))
     assert (killed / "genotype.json").read_text().split('"meta"')[0] == \
         (tmp_path / "full" / "genotype.json").read_text().split('"meta"')[0]
 
 
-def test_retrain_stopped_by_sigterm_and_resumed_equals_uninterrupted(faces, tmp_path):
+def test_retrain_stopped_by_sigterm_and_resumed_equals_uninterrupted(faces, tmp_path, capsys):
     common = ["--config", str(TRAIN_TINY), "--genotype", str(REPO / "configs/genotypes/frsnet-seed0.json")]
-    extra = {"schedule.epochs": "3", "val.list": "null"}  # 18 steps
-    full = run_cli(["train", *common, *tiny_overrides(faces, tmp_path / "full", **extra)])
-    assert full.returncode == 0, full.stderr
+    extra = {"schedule.epochs": "2", "val.list": "null", "threads": "1"}  # 12 steps
+    code, _, err = run_main(["train", *common, *tiny_overrides(faces, tmp_path / "full", **extra)], capsys)
+    assert code == 0, err
 
     stopped = tmp_path / "stopped"
     proc = _start(["train", *common, *tiny_overrides(faces, stopped, **extra)])
@@ -68,6 +72,6 @@ def test_retrain_stopped_by_sigterm_and_resumed_equals_uninterrupted(faces, tmp_
     assert proc.returncode == 130, err
     assert "interrupted" in out and f"resume with --resume {stopped}" in out
 
-    resumed = run_cli(["train", "--resume", str(stopped)])  # the checkpoint's own config
-    assert resumed.returncode == 0, resumed.stderr
+    code, _, err = run_main(["train", "--resume", str(stopped)], capsys)  # the checkpoint's own config
+    assert code == 0, err
     _same(model_tensors(tmp_path / "full"), model_tensors(stopped))

@@ -58,7 +58,6 @@ def _random_priors(folder):
     return student, dictionary
 
 
-@pytest.mark.slow
 def test_mfpsnet_trains_without_priors_first_then_with_them(tmp_path):
     from frsengine.models import build_derived
     from frsengine.nas.genotype import load_genotype
