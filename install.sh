@@ -12,6 +12,8 @@ if sys.version_info[:2] != (3, 11):
 PYCHECK
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet "pip==26.3" "setuptools==84.2.1" "wheel==0.48.0"
-.venv/bin/python -m pip install --quiet -r requirements.lock
+# --no-compile: byte-compiling every module of torch & co. at install time takes longer than the
+# install itself on a 2-core machine; Python compiles what is imported, once, on first use.
+.venv/bin/python -m pip install --quiet --no-compile -r requirements.lock
 .venv/bin/python -m pip install --quiet --no-build-isolation --no-deps -e .
 .venv/bin/frsengine --version
