@@ -127,6 +127,7 @@ class Run:
         self.ckpt_dir = self.dir / "checkpoints"
         self.resumed: Checkpoint | None = None
         self._handlers: list[logging.Handler] = []
+        warnings = [slow_precision] if slow_precision else []  # logged once run.log is open
         if resume:
             path = Path(resume)
             self.resumed = load_checkpoint(path / "checkpoints" / "last.safetensors" if path.is_dir() else path)
@@ -136,16 +137,16 @@ class Run:
             changed = [k for k in differences(self.resumed.config, cfg.to_dict())
                        if not k.startswith("output.") and k not in ("threads", "device")]
             if changed:
-                log.warning("resuming with settings that differ from the checkpoint's (%s): the run will not "
-                            "match an uninterrupted one", ", ".join(changed))
+                warnings.append(f"resuming with settings that differ from the checkpoint's ({', '.join(changed)}): "
+                                "the run will not match an uninterrupted one")
         elif (self.ckpt_dir / "last.safetensors").exists():
             raise FrsError(f"'{self.dir}' already holds a run: resume it with --resume {self.dir}, or choose "
                            "another output.dir")
         if self.info.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             self._setup_logging()
-            if slow_precision:
-                log.warning(slow_precision)
+            for text in warnings:
+                log.warning(text)
             import yaml
             write_bytes_atomic(self.dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
         distributed.barrier(self.info)

@@ -61,3 +61,15 @@ def test_checkpoint_holds_everything_to_resume(searched):
     assert "rng/torch" in ck.tensors
     # only the newest `keep` step checkpoints stay
     assert len(list((out / "checkpoints").glob("step-*.safetensors"))) == 2
+
+
+
+def test_resume_with_other_settings_warns_in_run_log(searched, faces, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(searched[0], copy)
+    cfg = load_config(SEARCH_TINY, tiny_overrides(faces, copy, **{"optim.lr": "0.05"}))
+    summary = search(cfg, resume=str(copy))  # a finished run: nothing left to do but the warning
+    assert summary["status"] == "done" and summary["steps"] == 6
+    assert "settings that differ from the checkpoint's (optim.lr)" in (copy / "run.log").read_text()
