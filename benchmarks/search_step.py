@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from frsengine.bench.child import ChildFailed, run_in_child, start_method
+from frsengine.bench.child import ChildFailed, run_group_in_child, run_in_child, start_method
 from frsengine.bench.search import ALL_PATHS, PATHS, build_model, estimate_largest_batch, make_step  # noqa: F401 (re-exported)
 
 
@@ -70,7 +70,8 @@ def main(argv=None) -> int:
             case = {"model": model, "batch": batch, "device": args.device, "rounds": args.rounds,
                     "threads": args.threads, "paths": args.paths, "flops": False}
             try:
-                timed = run_in_child("frsengine.bench.search:time_group", case, timeout=3600, method=method)["paths"]
+                timed = run_group_in_child("frsengine.bench.search:time_group", case, "paths", timeout=3600,
+                                           method=method)["paths"]
             except ChildFailed as exc:
                 timed = {path: {"error": str(exc)} for path in args.paths}
             ref = ref_bf16 = None
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
                 mem = f"{r['peak_mib'] / ref['peak_mib']:.2f}x" if ref else "n/a"
                 speed16 = f"{ref_bf16['seconds'] / r['seconds']:.2f}x" if ref_bf16 else "n/a"
                 print(f"{model:<14}{batch:>6}  {path:<22}{r['seconds']:>9.2f}{speed:>10}{r['peak_mib'] / 1024:>10.2f}"
-                      f"{mem:>10}" + (f"{speed16:>13}" if ref16 else ""), flush=True)
+                      f"{mem:>10}" + (f"{speed16:>13}" if ref16 else "")
+                      + ("  (timed alone: the shared child died)" if r.get("alone") else ""), flush=True)
                 rows.append({**r, "speedup_vs_reference": speed, "memory_vs_reference": mem}
                             | ({"speedup_vs_reference_bf16": speed16} if ref16 else {}))
     if args.max_batch:

@@ -25,12 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Callable
 
 MARKER = "FRSENGINE-BENCH-RESULT "
 
 
 class ChildFailed(RuntimeError):
     """The child raised, crashed, or ran out of time; the message says which."""
+
+
+class ChildDied(ChildFailed):
+    """The child ended without a result: killed (on Linux, out of memory is a SIGKILL) or crashed."""
 
 
 def start_method(device: str = "cpu", allow_fork: bool = False) -> str:
@@ -78,6 +83,36 @@ def run_in_child(func: str, payload: dict, *, memory: bool = False, timeout: flo
     if method == "fork":
         return _run_forked(func, payload, memory, timeout)
     return _run_spawned(func, payload, memory, timeout)
+
+
+def run_group_in_child(func: str, payload: dict, key: str, *, timeout: float | Callable[[], float] = 600,
+                       method: str = "fork") -> dict:
+    """``func(payload)`` for the cases ``payload[key]`` in one child (rounds interleaved), or, when
+    that child dies (one case out of memory takes the process and every row with it), each case in
+    a child of its own, not interleaved: a case that does not fit then costs its own row only.
+
+    ``func`` returns ``{key: {case: row}, ...}``; rows timed alone get ``"alone"``, the reason.
+    ``timeout``: seconds per child, or a function giving them (for deadlines)."""
+    limit = timeout if callable(timeout) else (lambda: timeout)
+    try:
+        return run_in_child(func, payload, timeout=limit(), method=method)
+    except ChildDied as exc:
+        if len(payload[key]) < 2:
+            raise
+        shared = str(exc)
+    merged: dict = {key: {}}
+    for case in payload[key]:
+        one = {**payload, key: [case]} | ({"flops": False} if "flops_per_face" in merged else {})  # counted once
+        try:
+            result = run_in_child(func, one, timeout=limit(), method=method)
+        except ChildFailed as exc:
+            merged[key][case] = {"error": str(exc)}
+            continue
+        rows = result.pop(key, {})
+        merged = {**result, **merged}
+        merged[key][case] = {**rows.get(case, {"error": "not measured"}),
+                             "alone": f"timed alone: the group's shared child died ({shared[:200]})"}
+    return merged
 
 
 def _run_forked(func: str, payload: dict, memory: bool, timeout: float) -> dict:
@@ -153,7 +188,7 @@ def _parse(data: str, output: str, status: int) -> dict:
         if "error" in message:
             raise ChildFailed(message["error"])
         return message["result"]
-    raise ChildFailed(f"child process died ({_describe_exit(status)})" + (f": {_tail(output)}" if output.strip() else ""))
+    raise ChildDied(f"child process died ({_describe_exit(status)})" + (f": {_tail(output)}" if output.strip() else ""))
 
 
 def main(argv: list[str]) -> int:

@@ -216,7 +216,7 @@ def measure_group(group: Group, opts: Options, peak: dict, method: str,
     off at it (plus a margin); ``share``: this group's fair part of the time left, after which its
     timed rounds stop (at least one) and its memory children are left out, so that one slow group
     cannot starve the others."""
-    from frsengine.bench.child import ChildFailed, run_in_child
+    from frsengine.bench.child import ChildFailed, run_group_in_child, run_in_child
     from frsengine.bench.machine import peak_flops
 
     state = state if state is not None else {}
@@ -243,7 +243,8 @@ def measure_group(group: Group, opts: Options, peak: dict, method: str,
     if opts.rounds_budget:
         payload["rounds_budget_s"] = opts.rounds_budget if share is None else min(opts.rounds_budget, share / 4)
     try:
-        result = run_in_child(group.time_func, payload, timeout=child_timeout(), method=method)
+        result = run_group_in_child(group.time_func, payload, "paths" if "paths" in payload else "cases",
+                                    timeout=child_timeout, method=method)
     except ChildFailed as exc:
         return rows + [_row(group, case, "failed", str(exc)) for case in group.cases]
     per_case = result.get("paths") or result.get("cases") or {}
@@ -346,7 +347,8 @@ def format_row(r: dict) -> str:
 
 def format_group(title: str, rows: list[dict]) -> str:
     lines = [title, COLUMNS] if any(r["status"] == "ok" for r in rows) else [title]
-    return "\n".join(lines + [format_row(r) for r in rows])
+    alone = next((r["details"]["alone"] for r in rows if r["details"].get("alone")), None)
+    return "\n".join(lines + [format_row(r) for r in rows] + ([f"  note: {alone}"] if alone else []))
 
 
 def header(info: dict, opts: Options, notes: tuple[str, ...] = ()) -> str:

@@ -107,6 +107,39 @@ def test_child_failures_are_reported():
         run_in_child("os:_exit", 3, method="spawn", timeout=1800)
 
 
+def greedy_group(payload: dict) -> dict:
+    """A time_group whose case "big" takes the process down (as the kernel's OOM killer would)."""
+    import os
+    import signal
+
+    if "big" in payload["paths"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"paths": {p: {"seconds": 1.0, "together": len(payload["paths"])} for p in payload["paths"]},
+            "flops_per_face": 7.0 if payload.get("flops", True) else None}
+
+
+def test_a_case_that_kills_the_shared_child_costs_only_its_own_row():
+    from frsengine.bench.child import ChildDied, run_group_in_child
+
+    func = "tests.bench.test_bench_runner:greedy_group"
+    out = run_group_in_child(func, {"paths": ["a", "big", "b"]}, "paths", timeout=1800, method="spawn")
+    assert "killed by SIGKILL (out of memory?)" in out["paths"]["big"]["error"]
+    for case in ("a", "b"):
+        assert out["paths"][case]["seconds"] == 1.0 and out["paths"][case]["together"] == 1
+        assert out["paths"][case]["alone"].startswith("timed alone: the group's shared child died")
+    assert out["flops_per_face"] == 7.0
+    together = run_group_in_child(func, {"paths": ["a", "b"]}, "paths", timeout=1800, method="spawn")
+    assert together["paths"]["a"] == {"seconds": 1.0, "together": 2}   # no death: one child, no note
+    with pytest.raises(ChildDied):
+        run_group_in_child(func, {"paths": ["big"]}, "paths", timeout=1800, method="spawn")
+    # the same through the runner: one failed row, ratios for the others, a note under the table
+    group = runner.Group("search", "greedy", "a", ["a", "big", "b"], func, {"paths": ["a", "big", "b"]},
+                         unit="s/step", flops=False)
+    rows = runner.measure_group(group, runner.Options(memory=False), {}, "spawn")
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"] and rows[2]["ratio"] == 1.0
+    assert "note: timed alone: the group's shared child died" in runner.format_group("greedy", rows)
+
+
 def test_quick_degrade_command(tmp_path):
     """The command itself (fresh process, children forked): --quick --suites degrade."""
     out = tmp_path / "q.json"
