@@ -20,6 +20,13 @@ FLOPS_PER_CYCLE = (("avx512f", 64, "AVX-512 FMA: 16 fp32 lanes x 2 (FMA) x 2 uni
                    ("fma", 32, "AVX2 FMA: 8 fp32 lanes x 2 (FMA) x 2 units"),
                    ("sse2", 8, "SSE: 4-lane add + 4-lane multiply per cycle"))
 
+# bf16 FLOPs per cycle per core, for the rows that run convolutions in bf16 (autocast). AMX: one
+# TDPBF16PS (16x32 by 32x16 bf16 tiles, 16384 FLOPs) per 16 cycles; AVX512-BF16: VDPBF16PS does
+# 2 bf16 products into each of 16 fp32 lanes (64 FLOPs), two units. Upper bounds: oneDNN gets near
+# them only on large matrix shapes.
+BF16_FLOPS_PER_CYCLE = (("amx_bf16", 1024, "AMX-BF16 tiles: 16384 FLOPs per 16 cycles"),
+                        ("avx512_bf16", 128, "AVX512-BF16 dot products: 16 lanes x 2 pairs x 2 (FMA) x 2 units"))
+
 # Dense (no structured sparsity) peaks in TFLOP/s from NVIDIA's data sheets, matched by substring
 # of torch.cuda.get_device_name(); the first match wins, so the specific variants come first.
 GPU_PEAKS_TFLOPS = (
@@ -110,11 +117,17 @@ def cpu_peak(cores: int | None = None) -> dict:
     flags = _flags(cpus)
     per_cycle, isa = next(((n, why) for flag, n, why in FLOPS_PER_CYCLE if flag in flags), (None, "unknown ISA"))
     if ghz is None or per_cycle is None:
-        return {"fp32": None, "method": f"unknown (clock: {clock_source}, ISA: {isa})"}
-    return {"fp32": cores * ghz * 1e9 * per_cycle, "cores": cores, "ghz": ghz, "flops_per_cycle": per_cycle,
-            "method": f"estimate: {cores} core(s) x {ghz:.2f} GHz ({clock_source}) x {per_cycle} fp32 "
-                      f"FLOPs/cycle ({isa})",
-            "note": "bf16/AMX peaks are not estimated; bf16 rows show no fraction of peak"}
+        return {"fp32": None, "bf16": None, "method": f"unknown (clock: {clock_source}, ISA: {isa})"}
+    out = {"fp32": cores * ghz * 1e9 * per_cycle, "cores": cores, "ghz": ghz, "flops_per_cycle": per_cycle,
+           "method": f"estimate: {cores} core(s) x {ghz:.2f} GHz ({clock_source}) x {per_cycle} fp32 "
+                     f"FLOPs/cycle ({isa})"}
+    bf16 = next(((n, why) for flag, n, why in BF16_FLOPS_PER_CYCLE if flag in flags), None)
+    if bf16 is None:
+        return {**out, "bf16": None, "note": "no native bf16 (AMX or AVX512-BF16): bf16 rows show no fraction of peak"}
+    return {**out, "bf16": cores * ghz * 1e9 * bf16[0], "bf16_flops_per_cycle": bf16[0],
+            "bf16_method": f"estimate: {cores} core(s) x {ghz:.2f} GHz x {bf16[0]} bf16 FLOPs/cycle ({bf16[1]})",
+            "note": "the bf16 peak is the matrix units' rate at the same clock: an upper bound that "
+                    "convolutions at these sizes stay far below"}
 
 
 def gpu_peak(name: str | None) -> dict:

@@ -358,6 +358,8 @@ def header(info: dict, opts: Options, notes: tuple[str, ...] = ()) -> str:
     lines = [f"frsengine bench ({'quick' if opts.quick else 'full'}, {opts.device}): {summary_line(info)}",
              f"CPU peak {cpu['fp32'] / 1e9:.0f} GFLOP/s fp32 ({cpu['method']})" if cpu.get("fp32")
              else f"CPU peak: {cpu['method']}"]
+    if opts.bf16 and cpu.get("bf16"):
+        lines.append(f"CPU peak {cpu['bf16'] / 1e9:.0f} GFLOP/s bf16 ({cpu['bf16_method']}; {cpu['note']})")
     gpu = info["peak"].get("gpu")
     if gpu and "fp32" in gpu:
         figures = ", ".join(f"{p} {gpu[p] / 1e12:.0f}" for p in ("fp32", "tf32", "fp16") if p in gpu)

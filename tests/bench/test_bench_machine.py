@@ -32,6 +32,15 @@ def test_peak_formula(monkeypatch):
     monkeypatch.setattr(machine, "_clock_ghz", lambda cpus, model: (2.0, "test clock"))
     assert machine.cpu_peak()["fp32"] == 4 * 2.0e9 * 64          # AVX-512: 16 lanes x FMA x 2 units
     assert machine.cpu_peak(2)["fp32"] == 2 * 2.0e9 * 64         # the cores the run uses
+    assert machine.cpu_peak()["bf16"] is None                    # no native bf16: no estimate, said so
+    assert "no native bf16" in machine.cpu_peak()["note"]
+    for c in cpus:
+        c["flags"] += " avx512_bf16"
+    assert machine.cpu_peak()["bf16"] == 4 * 2.0e9 * 128         # VDPBF16PS: 16 lanes x 2 pairs x FMA x 2 units
+    for c in cpus:
+        c["flags"] += " amx_tile amx_bf16"
+    assert machine.cpu_peak(2)["bf16"] == 2 * 2.0e9 * 1024       # AMX: 16384 FLOPs per 16 cycles
+    assert machine.peak_flops({"cpu": machine.cpu_peak(2)}, "cpu", "bf16") == 2 * 2.0e9 * 1024
     for c in cpus:
         c["flags"] = "sse2 fma avx2"
     assert machine.cpu_peak()["fp32"] == 4 * 2.0e9 * 32          # AVX2 FMA: 8 lanes x FMA x 2 units
@@ -76,3 +85,13 @@ def test_flops_scale_with_the_area():
         return flops.count_flops(lambda: net(x))
 
     assert flops.scaled_flops(at, 64, count_size=16) == at(64)
+
+
+def test_header_names_the_bf16_peak_for_bf16_runs():
+    from frsengine.bench import runner
+
+    info = machine.describe_machine(gpu=False)
+    info["peak"]["cpu"] = {"fp32": 1e11, "method": "fp32 est", "bf16": 8e11, "bf16_method": "amx est",
+                           "note": "upper bound"}
+    assert "CPU peak 800 GFLOP/s bf16 (amx est; upper bound)" in runner.header(info, runner.Options(bf16=True))
+    assert "GFLOP/s bf16" not in runner.header(info, runner.Options())
