@@ -92,7 +92,8 @@ def parse_suites(text: str | None) -> tuple[str, ...]:
 def plan_search(opts: Options) -> list[Group]:
     from frsengine.bench.search import BASELINE, PATHS, precision_of
 
-    paths = list(PATHS) + (["reference-bf16", "fused-bf16", "fused-recompute-bf16"] if opts.bf16 else [])
+    bf16 = ["reference-bf16", "fused-bf16", "fused-recompute-bf16", "fused-checkpoint-bf16"]
+    paths = list(PATHS) + (bf16 if opts.bf16 else [])
 
     cuda = opts.device == "cuda"
     rounds = opts.rounds or (3 if opts.quick else (5 if cuda else 2))

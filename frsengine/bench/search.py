@@ -9,7 +9,8 @@ decay 1e-3) on alpha/beta with another batch; BN in training mode.
 - ``fused``: ``frsengine.nas.fused`` (batched branches, shared H_{l-2} edges once, 1x1 convs at the
   lower resolution, aggregation folded into the concat, fused mixed-op kernels keeping their conv
   outputs) and the architecture step with frozen weights (no weight gradients).
-- ``fused-recompute``: the same, mixed ops recompute their convolutions in backward (least memory).
+- ``fused-recompute``: the same, mixed ops recompute their convolutions in backward.
+- ``fused-checkpoint``: the same, every grid node under activation checkpointing (least memory).
 - ``PATH-bf16`` (``reference-bf16``, ``fused-bf16``, ``fused-recompute-bf16``): both steps' forward
   passes under ``torch.autocast(bfloat16)`` (the plain path as autocast runs it; the fused mixed ops
   run only their convolutions in bf16); ``PATH-bf16w``: the weight step only, the architecture step
@@ -36,8 +37,10 @@ import torch.nn.functional as F
 from frsengine.bench.timing import interleaved
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ("reference", "fused", "fused-recompute")
-LOW_PRECISION_PATHS = ("reference-bf16", "fused-bf16", "fused-recompute-bf16", "fused-bf16w", "fused-recompute-bf16w")
+PATHS = ("reference", "fused", "fused-recompute", "fused-checkpoint")
+LOW_PRECISION_PATHS = ("reference-bf16", "fused-bf16", "fused-recompute-bf16", "fused-checkpoint-bf16", "fused-bf16w",
+                       "fused-recompute-bf16w")
+FUSED_MODE = {"fused": "keep", "fused-recompute": "recompute", "fused-checkpoint": "checkpoint"}
 ALL_PATHS = PATHS + LOW_PRECISION_PATHS
 BASELINE = "reference"
 SIZE = 128
@@ -79,7 +82,7 @@ def make_step(name: str, batch: int, path: str, device: str = "cpu", size: int =
         raise ValueError(f"unknown path {path!r}; known: {', '.join(ALL_PATHS)}")
     torch.manual_seed(0)
     model = build_model(name).to(device).train()
-    if base != "reference" and use_fused_search(model, keep=(base == "fused")) == 0:
+    if base != "reference" and use_fused_search(model, mode=FUSED_MODE[base]) == 0:
         raise RuntimeError(f"{name}: no search space could be fused")
     w_params, a_params = model.weight_parameters(), model.arch_parameters()
     w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)

@@ -16,7 +16,7 @@ memory in another one.
 
 suites:
   search     one search step (weight + architecture step): reference (baseline) vs fused vs
-             fused-recompute, FRSNet/MFPSNet supernets
+             fused-recompute vs fused-checkpoint, FRSNet/MFPSNet supernets
   degrade    degradation synthesis: opencv per image (baseline) vs torch vs DALI
   inference  restoration backends: eager fp32 NCHW (baseline) vs eager channels-last,
              torch.compile, onnxruntime, TensorRT, per batch size
@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children (faster)")
     p.add_argument("--bf16", action="store_true",
                    help="search suite: also time the bf16 autocast paths (reference-bf16, fused-bf16, "
-                        "fused-recompute-bf16); worth it on CPUs with AMX/AVX512-BF16 and on GPUs")
+                        "fused-recompute-bf16, fused-checkpoint-bf16); worth it on CPUs with AMX/AVX512-BF16 and on GPUs")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="seconds per child process before its rows count as failed (default: 120 quick, 1800 full)")
     p.set_defaults(run=run)

@@ -14,7 +14,12 @@ Enabled per model with :func:`use_fused_search`; the plain path (``SearchCell.fo
   run once and their output is broadcast to every branch (statistics updated once per branch).
 - **Aggregation folded into the concat**: the beta-weighted sum over branches is taken per block
   output before concatenating (sum and concat commute), so the per-branch concat is never built.
-- Mixed ops keep (``keep=True``) or recompute (``keep=False``) their conv outputs in backward.
+- Modes (:data:`FUSED_MODES`): mixed ops keep their conv outputs for backward (``keep``, fastest),
+  recompute them in backward (``recompute``), or every node runs under activation checkpointing
+  (``checkpoint``, least memory): only the node's inputs are saved, the whole node is recomputed in
+  backward (its mixed ops then keep their conv outputs, for that node only), so the convolutions run
+  twice forward, as in ``recompute``, while the node's BN/ReLU/pre-processing/resampling activations
+  are not held either. The recompute leaves BatchNorm running statistics alone.
 
 Only the default op set (skip + Conv-BN-ReLU 3/5/7) has a fused mixed op; other op sets keep the
 plain path.
@@ -27,6 +32,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from frsengine.nas.cell import SearchCell, edge_index, resample
 from frsengine.nas.ops import ConvBR
@@ -41,27 +47,44 @@ def _interleave(ts: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(ts, 1).reshape(n * len(ts), c, h, w)
 
 
-def pre_branch(pre: ConvBR, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+FUSED_MODES = ("keep", "recompute", "checkpoint")
+
+
+def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, update_stats: bool) -> torch.Tensor:
+    """``bn(z)``; ``update_stats=False`` updates throwaway copies of the running statistics instead
+    (the same kernel, so a checkpoint recompute gives bit-identical activations)."""
+    if update_stats or not (bn.training and bn.track_running_stats):
+        return bn(z)
+    return F.batch_norm(z, bn.running_mean.clone(), bn.running_var.clone(), bn.weight, bn.bias, True,
+                        bn.momentum if bn.momentum is not None else 0.0, bn.eps)
+
+
+def _relu_bn(pre: ConvBR, z: torch.Tensor, update_stats: bool) -> torch.Tensor:
+    if pre.bn is not None:
+        z = _batch_norm(pre.bn, z, update_stats)
+    return F.relu(z) if pre.relu else z
+
+
+def pre_branch(pre: ConvBR, x: torch.Tensor, size: Sequence[int], update_stats: bool = True) -> torch.Tensor:
     """``pre(resample(x, size))`` with the 1x1 conv at the lower of the two resolutions."""
     if x.shape[-2] * x.shape[-1] >= size[0] * size[1] or pre.conv.kernel_size != (1, 1):
-        return pre(resample(x, size))
-    z = resample(pre.conv(x), size)
-    if pre.bn is not None:
-        z = pre.bn(z)
-    return F.relu(z) if pre.relu else z
+        return _relu_bn(pre, pre.conv(resample(x, size)), update_stats)
+    return _relu_bn(pre, resample(pre.conv(x), size), update_stats)
 
 
 def fused_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[str, torch.Tensor],
                alphas: torch.Tensor, betas: Sequence[torch.Tensor], size: Sequence[int],
-               keep: bool = True) -> torch.Tensor:
-    """The node output ``sum_b betas[b] * cell(prev_prev, branches, alphas, size)[b]``, fused."""
+               keep: bool = True, update_stats: bool = True) -> torch.Tensor:
+    """The node output ``sum_b betas[b] * cell(prev_prev, branches, alphas, size)[b]``, fused.
+
+    ``update_stats=False``: BatchNorm running statistics are left alone (checkpoint recompute)."""
     groups = len(cell.branches)
     s0 = None
     if cell.has_prev_prev:
         if prev_prev is None:
             raise ValueError("this cell was built with an H_{l-2} input but got None")
-        s0 = cell.pre_prev(resample(prev_prev, size))
-    s1 = _interleave([pre_branch(cell.pre[b], branches[b], size) for b in cell.branches])
+        s0 = _relu_bn(cell.pre_prev, cell.pre_prev.conv(resample(prev_prev, size)), update_stats)
+    s1 = _interleave([pre_branch(cell.pre[b], branches[b], size, update_stats) for b in cell.branches])
     n = s1.shape[0] // groups
     states = [s0, s1]
     for block in range(cell.steps):
@@ -72,10 +95,11 @@ def fused_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[
                 continue
             edge, a = cell.edges[key], alphas[int(key)]
             if src == 0:
-                y = mixed_op_module_forward(edge, h, a, groups=1, keep=keep, repeat_updates=groups)
+                y = mixed_op_module_forward(edge, h, a, groups=1, keep=keep, repeat_updates=groups,
+                                            update_stats=update_stats)
                 y = y.unsqueeze(1).expand(n, groups, *y.shape[1:]).reshape(n * groups, *y.shape[1:])
             else:
-                y = mixed_op_module_forward(edge, h, a, groups=groups, keep=keep)
+                y = mixed_op_module_forward(edge, h, a, groups=groups, keep=keep, update_stats=update_stats)
             acc = y if acc is None else acc + y
         states.append(acc)
     w = torch.stack(list(betas)).view(1, groups, 1, 1, 1)
@@ -83,24 +107,51 @@ def fused_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[
     return torch.cat(outs, dim=1)
 
 
+def checkpointed_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[str, torch.Tensor],
+                      alphas: torch.Tensor, betas: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+    """:func:`fused_node` under activation checkpointing: nothing inside the node is saved for
+    backward; the backward reruns the node (keeping its conv outputs) without updating BatchNorm
+    running statistics a second time."""
+    if not torch.is_grad_enabled():
+        return fused_node(cell, prev_prev, branches, alphas, betas, size, keep=False)
+    calls = [0]
+
+    def run(prev_prev, branches, alphas, betas):
+        calls[0] += 1
+        return fused_node(cell, prev_prev, branches, alphas, betas, size, keep=True, update_stats=calls[0] == 1)
+
+    return checkpoint(run, prev_prev, branches, alphas, betas, use_reentrant=False)
+
+
 def fusable(cell: nn.Module) -> bool:
     return isinstance(cell, SearchCell) and all(
         tuple(e.op_names) == DEFAULT_OP_NAMES for e in cell.edges.values())
 
 
-def use_fused_search(model: nn.Module, enabled: bool = True, keep: bool = True) -> int:
-    """Switch every grid search space inside ``model`` to the fused path (or back).
+def use_fused_search(model: nn.Module, enabled: bool = True, mode: str = "keep") -> int:
+    """Switch every grid search space inside ``model`` to the fused path (or back), in ``mode``
+    (one of :data:`FUSED_MODES`, see the module docstring).
 
     Returns how many spaces were switched (those with the default op set).
     """
     from frsengine.nas.grid import GridSearchSpace
+    if mode not in FUSED_MODES:
+        raise ValueError(f"fused mode {mode!r}: expected one of {', '.join(FUSED_MODES)}")
     count = 0
     for m in model.modules():
         if isinstance(m, GridSearchSpace) and all(fusable(c) for c in m.cells.values()):
             m.fused = enabled
-            m.fused_keep = keep
+            m.fused_mode = mode
             count += 1
     return count
+
+
+def run_fused_node(mode: str, cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[str, torch.Tensor],
+                   alphas: torch.Tensor, betas: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
+    """One grid node on the fused path in ``mode``."""
+    if mode == "checkpoint":
+        return checkpointed_node(cell, prev_prev, branches, alphas, betas, size)
+    return fused_node(cell, prev_prev, branches, alphas, betas, size, keep=mode == "keep")
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from frsengine.nas.cell import DerivedCell, SearchCell, aggregate_branches, num_edges, resample
-from frsengine.nas.fused import fused_node
+from frsengine.nas.fused import run_fused_node
 from frsengine.nas.ops import ConvBR, get_op_set
 from frsengine.nas.space import SpaceConfig
 
@@ -176,7 +176,7 @@ class GridSearchSpace(nn.Module):
         self.betas = nn.Parameter(cfg.arch_init_std * torch.randn(L, K, 3))
         # Plain cells by default; frsengine.nas.fused.use_fused_search switches to the fused path.
         self.fused = False
-        self.fused_keep = True
+        self.fused_mode = "keep"
 
     def normalized_alphas(self) -> torch.Tensor:
         return F.softmax(self.alphas, dim=-1)
@@ -208,7 +208,7 @@ class GridSearchSpace(nn.Module):
                 inputs = {b: prev[j] for b, j in sources.items()}
                 weights = [betas[layer, sources[b], k - sources[b] + 1] for b in cell.branches]
                 if self.fused:
-                    cur[k] = fused_node(cell, prev_prev.get(k), inputs, alphas, weights, sizes[k], self.fused_keep)
+                    cur[k] = run_fused_node(self.fused_mode, cell, prev_prev.get(k), inputs, alphas, weights, sizes[k])
                 else:
                     cur[k] = aggregate_branches(cell(prev_prev.get(k), inputs, alphas, sizes[k]), weights)
             prev_prev, prev = prev, cur

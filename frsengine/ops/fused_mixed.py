@@ -285,7 +285,7 @@ def fused_mixed_op(x: Tensor, weights: Tensor, w3: Tensor, w5: Tensor, w7: Tenso
 
 
 def mixed_op_module_forward(module, x: Tensor, weights: Tensor, groups: int = 1, keep: bool = False,
-                            repeat_updates: int = 1) -> Tensor:
+                            repeat_updates: int = 1, update_stats: bool = True) -> Tensor:
     """Run a default-op-set ``frsengine.nas.ops.MixedOp`` through the fused op.
 
     Same results and running-statistics updates as ``module(x_g, weights)`` for each group g of
@@ -293,6 +293,8 @@ def mixed_op_module_forward(module, x: Tensor, weights: Tensor, groups: int = 1,
     applies every update that many times: an edge whose input is shared by several branches runs
     once but updates its statistics as if it had run once per branch. Under autocast the input is
     taken in the parameters' dtype and only the convolutions run in autocast's dtype.
+    ``update_stats=False`` leaves the running statistics alone (an activation-checkpoint recompute
+    of a forward that already updated them).
     """
     if tuple(module.op_names) != DEFAULT_OP_NAMES:
         raise ValueError(f"the fused mixed op covers the op set {DEFAULT_OP_NAMES}, got {tuple(module.op_names)}")
@@ -314,7 +316,7 @@ def mixed_op_module_forward(module, x: Tensor, weights: Tensor, groups: int = 1,
     ws = [op.conv.weight for op in convs]
     out, mean, var, _ = mixed_op(x.to(ws[0].dtype), *ws, bn_weight, bn_bias, weights.to(ws[0].dtype), rm, rv,
                                  training, bn0.eps, groups, keep, autocast_conv_dtype(x.device.type))
-    if bn0.training and bn0.track_running_stats:
+    if bn0.training and bn0.track_running_stats and update_stats:
         count = x.shape[0] // groups * x.shape[2] * x.shape[3]
         for g in range(groups):
             for _ in range(repeat_updates):

@@ -82,7 +82,7 @@ def _search(run: Run) -> dict:
     torch.manual_seed(cfg.seed)
     model = build_supernet(cfg.model.network, cfg.model.preset).to(device)
     if cfg.model.fused != "off":
-        use_fused_search(model, keep=cfg.model.fused != "recompute")
+        use_fused_search(model, mode="keep" if cfg.model.fused == "auto" else cfg.model.fused)
     prior_fn = prior_function(cfg, model, device)
     kwargs = {"prior_fn": prior_fn} if prior_fn is not None else {}
     loss_fn = RestorationLoss.from_config(cfg.loss).to(device)

@@ -1,5 +1,6 @@
 """Fused supernet execution (frsengine.nas.fused) against the plain cells: outputs, every gradient
-(weights, alpha, beta) and BN running statistics, for both tiny supernets and both keep modes.
+(weights, alpha, beta) and BN running statistics, for both tiny supernets and every fused mode
+(keep, recompute, checkpoint: the checkpoint recompute must not update the statistics again).
 
 Run in float64 so that only real differences show (the 1x1 conv moved before the resize and the
 batched branches sum in another order, which float32 rounding would blur): max-norm errors relative
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 
 from frsengine.models import build_supernet
 from frsengine.models.stats import example_inputs
-from frsengine.nas.fused import frozen, use_fused_search
+from frsengine.nas.fused import FUSED_MODES, frozen, use_fused_search
 
 OUT_RTOL, GRAD_RTOL, STATS_RTOL = 1e-9, 1e-7, 1e-9
 
@@ -26,11 +27,11 @@ def _close(got, want, rtol, what):
     assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:g} * {scale:.3g}"
 
 
-def _pair(network, keep):
+def _pair(network, mode="keep"):
     torch.manual_seed(0)
     plain = build_supernet(network, "tiny").double().train()
     fused = copy.deepcopy(plain)
-    assert use_fused_search(fused, keep=keep) >= 1
+    assert use_fused_search(fused, mode=mode) >= 1
     return plain, fused
 
 
@@ -49,9 +50,9 @@ def _loss(model, args, kwargs):
 
 
 @pytest.mark.parametrize("network", ["frsnet", "mfpsnet"])
-@pytest.mark.parametrize("keep", [True, False], ids=["keep", "recompute"])
-def test_fused_supernet_matches_plain(network, keep):
-    plain, fused = _pair(network, keep)
+@pytest.mark.parametrize("mode", FUSED_MODES)
+def test_fused_supernet_matches_plain(network, mode):
+    plain, fused = _pair(network, mode)
     args, kwargs = _inputs(plain)
     lp, outs_p = _loss(plain, args, kwargs)
     lf, outs_f = _loss(fused, args, kwargs)
@@ -86,7 +87,7 @@ def test_fused_supernet_on_gpu(backend, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     dtype = torch.float32 if backend == "triton" else torch.float64
     out_rtol, grad_rtol = (1e-4, 2e-3) if dtype == torch.float32 else (OUT_RTOL, GRAD_RTOL)
-    plain, fused = _pair("mfpsnet", True)
+    plain, fused = _pair("mfpsnet")
     plain, fused = plain.to("cuda", dtype), fused.to("cuda", dtype)
     args, kwargs = _inputs(plain)
     args = tuple(a.to("cuda", dtype) for a in args)
@@ -102,8 +103,9 @@ def test_fused_supernet_on_gpu(backend, monkeypatch):
             _close(pf.grad, pp.grad, grad_rtol, f"grad {name}")
 
 
-def test_fused_eval_mode_matches_plain():
-    plain, fused = _pair("frsnet", True)
+@pytest.mark.parametrize("mode", FUSED_MODES)
+def test_fused_eval_mode_matches_plain(mode):
+    plain, fused = _pair("frsnet", mode)
     args, kwargs = _inputs(plain)
     _loss(plain, args, kwargs), _loss(fused, args, kwargs)   # one training step of statistics
     plain.eval(), fused.eval()
@@ -111,9 +113,10 @@ def test_fused_eval_mode_matches_plain():
         _close(fused(*args), plain(*args), OUT_RTOL, "eval output")
 
 
-def test_arch_step_with_frozen_weights():
+@pytest.mark.parametrize("mode", FUSED_MODES)
+def test_arch_step_with_frozen_weights(mode):
     """The architecture gradients are the same when the weights are frozen; no weight gradients."""
-    plain, fused = _pair("frsnet", True)
+    plain, fused = _pair("frsnet", mode)
     args, kwargs = _inputs(plain)
     _loss(plain, args, kwargs)[0].backward()
     with frozen(fused.weight_parameters()):
@@ -125,7 +128,7 @@ def test_arch_step_with_frozen_weights():
 
 
 def test_switch_back_to_plain():
-    _, fused = _pair("frsnet", True)
+    _, fused = _pair("frsnet")
     assert use_fused_search(fused, enabled=False) == 1
     assert not any(getattr(m, "fused", False) for m in fused.modules())
 
@@ -158,14 +161,14 @@ def test_authors_search_model_sizes_and_fused_path():
         _close(pf.grad, pp.grad, GRAD_RTOL, "arch grad")
 
 
-@pytest.mark.parametrize("keep", [True, False], ids=["keep", "recompute"])
-def test_fused_supernet_under_bf16_autocast(keep):
+@pytest.mark.parametrize("mode", FUSED_MODES)
+def test_fused_supernet_under_bf16_autocast(mode):
     """Under bf16 autocast the fused path runs (mixed-op convolutions in bf16, epilogues in float32)
     and stays near the float32 plain path: outputs within 5e-3 (measured ~1e-3), architecture
     gradients pointing the same way (cosine measured 0.89 for this tiny FRSNet at initialisation,
     the same as the plain path under autocast). The op-level numerics are in
     tests/ops/test_mixed_precision.py."""
-    plain, fused = _pair("frsnet", keep)
+    plain, fused = _pair("frsnet", mode)
     plain, fused = plain.float(), fused.float()
     args, kwargs = _inputs(plain)
     args = tuple(a.float() for a in args)
@@ -181,3 +184,32 @@ def test_fused_supernet_under_bf16_autocast(keep):
     gp = torch.cat([p.grad.flatten() for p in plain.arch_parameters()])
     gf = torch.cat([p.grad.flatten() for p in fused.arch_parameters()])
     assert F.cosine_similarity(gp, gf, 0) > 0.8
+
+
+def _saved_bytes(model, args, kwargs):
+    """Bytes autograd holds for backward after one forward (tensors saved inside checkpointed
+    regions are the checkpoint's business and are not held)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _loss(model, args, kwargs)
+    return total[0]
+
+
+def test_fused_modes_hold_less_in_that_order():
+    """keep > recompute > checkpoint in what the forward keeps for backward (MFPSNet tiny)."""
+    held = {}
+    for mode in FUSED_MODES:
+        _, fused = _pair("mfpsnet", mode)
+        held[mode] = _saved_bytes(fused, *_inputs(fused))
+    assert held["keep"] > held["recompute"] > held["checkpoint"], held
+
+
+def test_unknown_fused_mode_is_refused():
+    plain, _ = _pair("frsnet")
+    with pytest.raises(ValueError, match="fused mode 'fast'"):
+        use_fused_search(plain, mode="fast")

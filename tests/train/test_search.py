@@ -73,3 +73,23 @@ def test_resume_with_other_settings_warns_in_run_log(searched, faces, tmp_path):
     summary = search(cfg, resume=str(copy))  # a finished run: nothing left to do but the warning
     assert summary["status"] == "done" and summary["steps"] == 6
     assert "settings that differ from the checkpoint's (optim.lr)" in (copy / "run.log").read_text()
+
+
+def test_checkpoint_mode_search_gives_the_same_model(faces, tmp_path):
+    """model.fused=checkpoint: bit-identical weights, alpha/beta and BN statistics after 4 steps to
+    the default (keep) mode (the recompute reruns the same kernels and updates no statistics again)."""
+    states = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for mode in ("keep", "checkpoint"):
+            out = tmp_path / mode
+            cfg = load_config(SEARCH_TINY, tiny_overrides(faces, out, **{"model.fused": mode,
+                                                                        "schedule.max_steps": "4"}))
+            assert search(cfg)["steps"] == 4
+            states[mode] = load_checkpoint(out / "checkpoints" / "last.safetensors").model_state()
+    finally:
+        torch.set_num_threads(threads)
+    want, got = states["keep"], states["checkpoint"]
+    assert want.keys() == got.keys()
+    assert [name for name in want if not torch.equal(got[name], want[name])] == []
