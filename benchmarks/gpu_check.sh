@@ -35,7 +35,7 @@ timeout "$(cap 120)" $PY -m pytest -q -p no:cacheprovider -rs tests/ops/test_nat
 
 stage "search step, paper-size FRSNet supernet: plain vs fused"
 timeout "$(cap 150)" $PY benchmarks/search_step.py --device cuda --models frsnet --batches 1 4 8 \
-    --paths reference fused fused-bf16 --rounds 3 --max-batch --json "$OUT/search_step_frsnet.json" 2>&1 | tail -20
+    --paths reference fused fused-checkpoint fused-bf16 --rounds 3 --max-batch --json "$OUT/search_step_frsnet.json" 2>&1 | tail -20
 
 stage "search step, the authors' search model (all three paths, batch 8)"
 timeout "$(cap 70)" $PY benchmarks/search_step.py --device cuda --models authors --batches 8 --rounds 3 \
