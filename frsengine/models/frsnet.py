@@ -14,7 +14,6 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from frsengine.models.config import FRSNetConfig
 from frsengine.models.rdb import ResidualDenseBlock
@@ -45,18 +44,6 @@ class FRSNetTrunk(nn.Module):
         self.conv_hr = nn.Conv2d(nf, nf, 3, 1, 1)
         self.conv_last = nn.Conv2d(nf, cfg.out_channels, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(0.2)
-        self.grad_checkpointing = False
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Run the trunk's segments (first RDBs, re-distill + last RDBs, upsampling tail) under
-        activation checkpointing while gradients are recorded: only each segment's input is kept,
-        the segment is recomputed in backward (same results; the trunk has no BatchNorm)."""
-        self.grad_checkpointing = enable
-
-    def _segment(self, fn, *args: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(fn, *args, use_reentrant=False)
-        return fn(*args)
 
     def _check_input(self, x: torch.Tensor) -> None:
         r = self.cfg.unshuffle
@@ -68,23 +55,17 @@ class FRSNetTrunk(nn.Module):
         """Shallow features (after conv_first) and the upsampling space's input (after the RDBs)."""
         self._check_input(x)
         feat = self.conv_first(F.pixel_unshuffle(x, self.cfg.unshuffle))
-        return feat, self._segment(self.rdb_first, feat)
+        return feat, self.rdb_first(feat)
 
     def reconstruct(self, x: torch.Tensor, feat: torch.Tensor, nas_in: torch.Tensor,
                     space_out: torch.Tensor) -> torch.Tensor:
         """Re-distill the searched features and decode them to the restored image."""
-        feat = self._segment(self._refine, space_out, nas_in, feat)
-        z = self._segment(self._upsample, feat)
-        return x - z if self.cfg.output == "residual" else z
-
-    def _refine(self, space_out: torch.Tensor, nas_in: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         red = self.redistill(F.pixel_unshuffle(space_out, self.cfg.unshuffle)) + nas_in
-        return self.conv_after_rdb(self.rdb_last(red)) + feat
-
-    def _upsample(self, feat: torch.Tensor) -> torch.Tensor:
+        feat = self.conv_after_rdb(self.rdb_last(red)) + feat
         for conv in self.conv_up:
             feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
-        return self.conv_last(self.lrelu(self.conv_hr(feat)))
+        z = self.conv_last(self.lrelu(self.conv_hr(feat)))
+        return x - z if self.cfg.output == "residual" else z
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat, nas_in = self.encode(x)

@@ -19,8 +19,7 @@ Enabled per model with :func:`use_fused_search`; the plain path (``SearchCell.fo
   (``checkpoint``, least memory): only the node's inputs are saved, the whole node is recomputed in
   backward (its mixed ops then keep their conv outputs, for that node only), so the convolutions run
   twice forward, as in ``recompute``, while the node's BN/ReLU/pre-processing/resampling activations
-  are not held either. The recompute leaves BatchNorm running statistics alone. The model's trunk
-  (RDBs, upsampling tail) is checkpointed too in this mode.
+  are not held either. The recompute leaves BatchNorm running statistics alone.
 
 Only the default op set (skip + Conv-BN-ReLU 3/5/7) has a fused mixed op; other op sets keep the
 plain path.
@@ -131,8 +130,7 @@ def fusable(cell: nn.Module) -> bool:
 
 def use_fused_search(model: nn.Module, enabled: bool = True, mode: str = "keep") -> int:
     """Switch every grid search space inside ``model`` to the fused path (or back), in ``mode``
-    (one of :data:`FUSED_MODES`, see the module docstring). A model with ``set_grad_checkpointing``
-    (the FRSNet/MFPSNet trunks) gets it switched on in ``checkpoint`` mode, off otherwise.
+    (one of :data:`FUSED_MODES`, see the module docstring).
 
     Returns how many spaces were switched (those with the default op set).
     """
@@ -145,8 +143,6 @@ def use_fused_search(model: nn.Module, enabled: bool = True, mode: str = "keep")
             m.fused = enabled
             m.fused_mode = mode
             count += 1
-    if hasattr(model, "set_grad_checkpointing"):
-        model.set_grad_checkpointing(enabled and mode == "checkpoint")
     return count
 
 

@@ -213,25 +213,3 @@ def test_unknown_fused_mode_is_refused():
     plain, _ = _pair("frsnet")
     with pytest.raises(ValueError, match="fused mode 'fast'"):
         use_fused_search(plain, mode="fast")
-
-
-@pytest.mark.parametrize("network", ["frsnet", "mfpsnet"])
-def test_trunk_grad_checkpointing_same_gradients_less_held(network):
-    """set_grad_checkpointing (switched on by the checkpoint mode): identical outputs and gradients,
-    less kept for backward."""
-    torch.manual_seed(0)
-    plain = build_supernet(network, "tiny").double().train()
-    ckpt = copy.deepcopy(plain)
-    ckpt.set_grad_checkpointing(True)
-    args, kwargs = _inputs(plain)
-    assert _saved_bytes(ckpt, args, kwargs) < _saved_bytes(plain, args, kwargs)
-    (lp, outs_p), (lc, outs_c) = _loss(plain, args, kwargs), _loss(ckpt, args, kwargs)
-    assert all(torch.equal(a, b) for a, b in zip(outs_c, outs_p))
-    lp.backward()
-    lc.backward()
-    for (name, pp), pc in zip(plain.named_parameters(), ckpt.parameters()):
-        assert (pp.grad is None) == (pc.grad is None), name
-        if pp.grad is not None:
-            _close(pc.grad, pp.grad, GRAD_RTOL, f"grad {name}")
-    assert use_fused_search(ckpt, mode="keep") >= 1 and not ckpt.grad_checkpointing
-    assert use_fused_search(ckpt, mode="checkpoint") >= 1 and ckpt.grad_checkpointing
