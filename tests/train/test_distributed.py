@@ -14,8 +14,9 @@ from tests.train.helpers import REPO, SEARCH_TINY, model_tensors, run_cli, tiny_
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(faces, tmp_path):
-    common = ["search", "--config", str(SEARCH_TINY)]
+@pytest.mark.parametrize("fused", ["auto", "checkpoint"])
+def test_two_gloo_ranks_match_one_process_on_the_same_global_batch(faces, tmp_path, fused):
+    common = ["search", "--config", str(SEARCH_TINY), f"model.fused={fused}"]
     # 12 faces: D_A 6 / D_B 6; global batch 2 faces -> 3 steps an epoch, arch steps in epoch 1.
     single = run_cli([*common, *tiny_overrides(faces, tmp_path / "one", **{"schedule.micro_batches": "2"})])
     assert single.returncode == 0, single.stderr
