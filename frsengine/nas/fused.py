@@ -59,7 +59,7 @@ def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, update_stats: bool) -> torc
                         bn.momentum if bn.momentum is not None else 0.0, bn.eps)
 
 
-def _relu_bn(pre: ConvBR, z: torch.Tensor, update_stats: bool) -> torch.Tensor:
+def _bn_relu(pre: ConvBR, z: torch.Tensor, update_stats: bool) -> torch.Tensor:
     if pre.bn is not None:
         z = _batch_norm(pre.bn, z, update_stats)
     return F.relu(z) if pre.relu else z
@@ -68,8 +68,8 @@ def _relu_bn(pre: ConvBR, z: torch.Tensor, update_stats: bool) -> torch.Tensor:
 def pre_branch(pre: ConvBR, x: torch.Tensor, size: Sequence[int], update_stats: bool = True) -> torch.Tensor:
     """``pre(resample(x, size))`` with the 1x1 conv at the lower of the two resolutions."""
     if x.shape[-2] * x.shape[-1] >= size[0] * size[1] or pre.conv.kernel_size != (1, 1):
-        return _relu_bn(pre, pre.conv(resample(x, size)), update_stats)
-    return _relu_bn(pre, resample(pre.conv(x), size), update_stats)
+        return _bn_relu(pre, pre.conv(resample(x, size)), update_stats)
+    return _bn_relu(pre, resample(pre.conv(x), size), update_stats)
 
 
 def fused_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[str, torch.Tensor],
@@ -83,7 +83,7 @@ def fused_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[
     if cell.has_prev_prev:
         if prev_prev is None:
             raise ValueError("this cell was built with an H_{l-2} input but got None")
-        s0 = _relu_bn(cell.pre_prev, cell.pre_prev.conv(resample(prev_prev, size)), update_stats)
+        s0 = _bn_relu(cell.pre_prev, cell.pre_prev.conv(resample(prev_prev, size)), update_stats)
     s1 = _interleave([pre_branch(cell.pre[b], branches[b], size, update_stats) for b in cell.branches])
     n = s1.shape[0] // groups
     states = [s0, s1]
