@@ -187,8 +187,8 @@ def test_fused_supernet_under_bf16_autocast(mode):
 
 
 def _saved_bytes(model, args, kwargs):
-    """Bytes autograd holds for backward after one forward (tensors saved inside checkpointed
-    regions are the checkpoint's business and are not held)."""
+    """Bytes of the tensors one forward saves for backward, counted per save (tensors saved inside
+    checkpointed regions are dropped by the checkpoint and do not reach this hook)."""
     total = [0]
 
     def pack(t):
