@@ -118,6 +118,8 @@ def checkpointed_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches
 
     def run(prev_prev, branches, alphas, betas):
         calls[0] += 1
+        # keep=True in the first forward too (its kept conv outputs are dropped at once): the
+        # non-reentrant checkpoint requires the rerun to save the same tensors as the forward.
         return fused_node(cell, prev_prev, branches, alphas, betas, size, keep=True, update_stats=calls[0] == 1)
 
     return checkpoint(run, prev_prev, branches, alphas, betas, use_reentrant=False)
