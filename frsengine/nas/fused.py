@@ -122,7 +122,8 @@ def checkpointed_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches
         # non-reentrant checkpoint requires the rerun to save the same tensors as the forward.
         return fused_node(cell, prev_prev, branches, alphas, betas, size, keep=True, update_stats=calls[0] == 1)
 
-    return checkpoint(run, prev_prev, branches, alphas, betas, use_reentrant=False)
+    # The nodes draw no random numbers: no RNG state to save per node and restore in the rerun.
+    return checkpoint(run, prev_prev, branches, alphas, betas, use_reentrant=False, preserve_rng_state=False)
 
 
 def fusable(cell: nn.Module) -> bool:

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from frsengine.ops import dispatch
-from frsengine.ops.fused_mixed import mixed_op, mixed_op_module_forward
+from frsengine.ops.fused_mixed import _update_bn_stats, mixed_op, mixed_op_module_forward, run_mixed_op, \
+    update_running_stats
 from opcases import assert_close, oracle_pair, random_mixed_op, sample_shapes
 
 BACKENDS = ["reference", "cpp", "triton"]
@@ -165,12 +166,52 @@ def _op_args(dtype, training, n=2, c=3, h=5, w=6):
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("conv_mode", ["stacked", "separate"])
-def test_gradcheck_float64(backend, training, conv_mode, use_backend, single_thread, monkeypatch):
+@pytest.mark.parametrize("entry", [mixed_op, run_mixed_op], ids=["custom_op", "eager"])
+def test_gradcheck_float64(backend, training, conv_mode, entry, use_backend, single_thread, monkeypatch):
     use_backend(backend)
     monkeypatch.setenv("FRSENGINE_MIXED_CONV", conv_mode)
     args = _op_args(torch.float64, training, n=2, c=2, h=5, w=4)
-    fn = lambda *t: mixed_op(*t, *args[7:])[0]
+    fn = lambda *t: entry(*t, *args[7:])[0]
     assert torch.autograd.gradcheck(fn, args[:7], eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpp"])
+@pytest.mark.parametrize("keep", [False, True], ids=["recompute", "keep"])
+def test_eager_entry_equals_the_custom_op(backend, keep, use_backend):
+    """run_mixed_op (autograd.Function, used in eager mode) and the declared custom op run the same
+    implementations: outputs, statistics and every gradient are bit-identical."""
+    use_backend(backend)
+    args = _op_args(torch.float32, True, n=4)
+    results = []
+    for entry in (mixed_op, run_mixed_op):
+        out, mean, var, saved = entry(*args, 2, keep)
+        g = torch.linspace(-1, 1, out.numel()).view_as(out)
+        results.append((out, mean, var, saved, *torch.autograd.grad(out, args[:7], g)))
+    assert not (mean.requires_grad or var.requires_grad or saved.requires_grad)  # eager: marked non-differentiable
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
+def test_batched_stat_update_is_bit_identical(momentum):
+    """_update_bn_stats (foreach calls) == update_running_stats per group, repeat and BN, in order."""
+    torch.manual_seed(0)
+    bns_a = [torch.nn.BatchNorm2d(5, momentum=momentum) for _ in range(3)]
+    bns_b = [torch.nn.BatchNorm2d(5, momentum=momentum) for _ in range(3)]
+    for a, b in zip(bns_a, bns_b):
+        a.running_mean.uniform_(-1, 1), a.running_var.uniform_(0.5, 2), a.num_batches_tracked.fill_(3)
+        b.load_state_dict(a.state_dict())
+    mean, var = torch.randn(2, 3, 5), torch.rand(2, 3, 5)
+    _update_bn_stats(bns_a, mean, var, count=37, repeat=3)
+    for g in range(2):
+        for _ in range(3):
+            for k, bn in enumerate(bns_b):
+                update_running_stats(bn.running_mean, bn.running_var, mean[g, k], var[g, k], 37, momentum,
+                                     bn.num_batches_tracked)
+    for a, b in zip(bns_a, bns_b):
+        for name, t in a.state_dict().items():
+            assert torch.equal(t, b.state_dict()[name]), name
+    assert int(bns_a[0].num_batches_tracked) == 3 + 6
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
