@@ -31,11 +31,17 @@ print('mixed_op on cuda ->', dispatch.backend_for('mixed_op', 'cuda'))"
 
 stage "GPU tests"
 timeout "$(cap 120)" $PY -m pytest -q -p no:cacheprovider -rs tests/ops/test_native_build.py tests/nas/test_fused.py \
-    tests/degrade/test_backends.py -k "gpu or cuda" 2>&1 | tail -25
+    tests/degrade/test_backends.py tests/train/test_cuda_graph.py -k "gpu or cuda or replayed" 2>&1 | tail -25
 
-stage "search step, paper-size FRSNet supernet: plain vs fused"
-timeout "$(cap 150)" $PY benchmarks/search_step.py --device cuda --models frsnet --batches 1 4 8 \
-    --paths reference fused fused-checkpoint fused-bf16 --rounds 3 --max-batch --json "$OUT/search_step_frsnet.json" 2>&1 | tail -20
+stage "search step, paper-size FRSNet supernet: plain vs fused, eager and replayed as a CUDA graph"
+timeout "$(cap 200)" $PY benchmarks/search_step.py --device cuda --models frsnet --batches 1 4 8 \
+    --paths reference fused fused-graph fused-checkpoint-graph --rounds 3 --max-batch \
+    --json "$OUT/search_step_frsnet.json" 2>&1 | tail -20
+
+stage "search step, FRSNet batch 4: the other paths (checkpoint eager, bf16, the plain path as a graph)"
+timeout "$(cap 90)" $PY benchmarks/search_step.py --device cuda --models frsnet --batches 4 \
+    --paths reference fused-checkpoint fused-bf16 reference-graph --rounds 3 \
+    --json "$OUT/search_step_frsnet_more.json" 2>&1 | tail -8
 
 stage "search step, the authors' search model (all three paths, batch 8)"
 timeout "$(cap 70)" $PY benchmarks/search_step.py --device cuda --models authors --batches 8 --rounds 3 \

@@ -64,12 +64,13 @@ def _forward_epilogue(x_ptr, z0_ptr, z1_ptr, z2_ptr, scale_ptr, shift_ptr, alpha
 
 
 @triton.jit
-def _backward_reduce(g_ptr, x_ptr, z_ptr, mean_ptr, invstd_ptr, scale_ptr, shift_ptr, a_k, sum_gy_ptr,
+def _backward_reduce(g_ptr, x_ptr, z_ptr, mean_ptr, invstd_ptr, scale_ptr, shift_ptr, a_k_ptr, sum_gy_ptr,
                      sum_gy_xhat_ptr, sum_g_r_ptr, sum_g_x_ptr, N, C, HW, z_batch_stride,
                      WITH_GX: tl.constexpr, BLOCK: tl.constexpr):
     c = tl.program_id(0)
     mean, invstd = tl.load(mean_ptr + c), tl.load(invstd_ptr + c)
     scale, shift = tl.load(scale_ptr + c), tl.load(shift_ptr + c)
+    a_k = tl.load(a_k_ptr)  # read on the device: no host sync (CUDA-graph capturable)
     s_gy = tl.zeros([BLOCK], dtype=tl.float32)
     s_gyx = tl.zeros([BLOCK], dtype=tl.float32)
     s_gr = tl.zeros([BLOCK], dtype=tl.float32)
@@ -171,7 +172,7 @@ def mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, 
     sum_gy, sum_gyx, sum_gr = (x.new_empty(3, c) for _ in range(3))
     sum_gx = x.new_empty(c)
     for k in range(3):
-        _backward_reduce[(c,)](g, x, zs[k], mean[k], invstd[k], scale[k], shift[k], float(a[k + 1]), sum_gy[k],
+        _backward_reduce[(c,)](g, x, zs[k], mean[k], invstd[k], scale[k], shift[k], a[k + 1:k + 2], sum_gy[k],
                                sum_gyx[k], sum_gr[k], sum_gx, n, c, hw, zstride, WITH_GX=(k == 0), BLOCK=BLOCK)
     count = n * hw
     mgy = sum_gy / count if training else torch.zeros_like(sum_gy)

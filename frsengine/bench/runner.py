@@ -90,12 +90,11 @@ def parse_suites(text: str | None) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------- plans
 
 def plan_search(opts: Options) -> list[Group]:
-    from frsengine.bench.search import BASELINE, PATHS, precision_of
+    from frsengine.bench.search import BASELINE, GRAPH_PATHS, PATHS, precision_of
 
     bf16 = ["reference-bf16", "fused-bf16", "fused-recompute-bf16", "fused-checkpoint-bf16"]
-    paths = list(PATHS) + (bf16 if opts.bf16 else [])
-
     cuda = opts.device == "cuda"
+    paths = list(PATHS) + (bf16 if opts.bf16 else []) + (list(GRAPH_PATHS) if cuda else [])
     rounds = opts.rounds or (3 if opts.quick else (5 if cuda else 2))
     # (model, batch, size, extra)
     if opts.quick:

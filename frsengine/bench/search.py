@@ -15,6 +15,9 @@ decay 1e-3) on alpha/beta with another batch; BN in training mode.
   passes under ``torch.autocast(bfloat16)`` (the plain path as autocast runs it; the fused mixed ops
   run only their convolutions in bf16); ``PATH-bf16w``: the weight step only, the architecture step
   in float32 (``model.precision=bf16`` with ``arch.precision=fp32`` in a search run).
+- ``PATH-graph`` (``reference-graph``, ``fused-graph``, ...; CUDA only, float32): the same step
+  captured into one CUDA graph after three eager warm-up steps and replayed
+  (:mod:`frsengine.train.cuda_graph`): what is left once no kernel is launched from the host.
 
 Models: ``authors`` = the authors' search model (frsengine.models.prior_search: fixed upsampler from
 configs/genotypes/frsnet-seed0.json + one searched parsing-prior grid), ``frsnet`` / ``mfpsnet`` =
@@ -41,7 +44,8 @@ PATHS = ("reference", "fused", "fused-recompute", "fused-checkpoint")
 LOW_PRECISION_PATHS = ("reference-bf16", "fused-bf16", "fused-recompute-bf16", "fused-checkpoint-bf16", "fused-bf16w",
                        "fused-recompute-bf16w")
 FUSED_MODE = {"fused": "keep", "fused-recompute": "recompute", "fused-checkpoint": "checkpoint"}
-ALL_PATHS = PATHS + LOW_PRECISION_PATHS
+GRAPH_PATHS = tuple(f"{p}-graph" for p in PATHS)   # CUDA only: the whole step replayed as one CUDA graph
+ALL_PATHS = PATHS + LOW_PRECISION_PATHS + GRAPH_PATHS
 BASELINE = "reference"
 SIZE = 128
 
@@ -49,6 +53,11 @@ SIZE = 128
 def precision_of(path: str) -> str:
     """The precision of a path's convolutions, for the peak-FLOP/s column ('bf16' when any step is)."""
     return "bf16" if split_path(path)[1] else "fp32"
+
+
+def split_graph(path: str) -> tuple[str, bool]:
+    """'fused-graph' -> ('fused', True): the path, and whether its step is replayed as a CUDA graph."""
+    return (path[: -len("-graph")], True) if path.endswith("-graph") else (path, False)
 
 
 def split_path(path: str) -> tuple[str, bool, bool]:
@@ -77,16 +86,20 @@ def make_step(name: str, batch: int, path: str, device: str = "cpu", size: int =
 
     from frsengine.train.precision import autocast
 
-    base, weight_bf16, arch_bf16 = split_path(path)
-    if base not in PATHS:
+    unsplit, graph = split_graph(path)
+    base, weight_bf16, arch_bf16 = split_path(unsplit)
+    if base not in PATHS or (graph and unsplit != base):
         raise ValueError(f"unknown path {path!r}; known: {', '.join(ALL_PATHS)}")
+    if graph and not device.startswith("cuda"):
+        raise ValueError(f"path {path!r}: CUDA graphs need a CUDA device, got {device!r}")
     torch.manual_seed(0)
     model = build_model(name).to(device).train()
     if base != "reference" and use_fused_search(model, mode=FUSED_MODE[base]) == 0:
         raise RuntimeError(f"{name}: no search space could be fused")
     w_params, a_params = model.weight_parameters(), model.arch_parameters()
     w_opt = torch.optim.SGD(w_params, lr=0.025, momentum=0.9, weight_decay=3e-4)
-    a_opt = torch.optim.Adam(a_params, lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+    # capturable: Adam keeps its step count on the device, so a CUDA graph can capture its step.
+    a_opt = torch.optim.Adam(a_params, lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-3, capturable=graph)
     g = torch.Generator().manual_seed(1)
 
     def batch_inputs():
@@ -103,7 +116,7 @@ def make_step(name: str, batch: int, path: str, device: str = "cpu", size: int =
             out = model(*args, **kwargs)
             return sum(F.l1_loss(o.float(), target) for o in (out if isinstance(out, tuple) else (out,)))
 
-    def step():
+    def body():
         w_opt.zero_grad(set_to_none=True)
         loss(data_a, weight_bf16).backward()
         w_opt.step()
@@ -115,6 +128,18 @@ def make_step(name: str, batch: int, path: str, device: str = "cpu", size: int =
             with frozen(w_params):
                 loss(data_b, arch_bf16).backward()
         a_opt.step()
+
+    run = body
+    if graph:
+        from frsengine.train.cuda_graph import capture_step
+
+        def run():   # captured on the first call (the timing's warm-up step), replayed after
+            nonlocal run
+            run = capture_step(body, (w_opt, a_opt))
+            run()
+
+    def step():
+        run()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 

@@ -56,6 +56,13 @@ def test_plans_skip_with_reasons():
     assert any("mfpsnet (paper size)" in g.skipped for g in full)   # on a CPU: said why
 
 
+def test_cuda_graph_paths_only_in_the_cuda_search_suite():
+    cpu = runner.plan_search(runner.Options(quick=True))
+    cuda = runner.plan_search(runner.Options(quick=True, device="cuda"))
+    assert all(not c.endswith("-graph") for g in cpu for c in g.cases)
+    assert all({"fused-graph", "reference-graph"} <= set(g.cases) for g in cuda if g.cases)
+
+
 def test_bf16_adds_the_autocast_paths_to_the_search_suite():
     from frsengine.bench.search import make_step, precision_of, split_path
 
