@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/search_step.py --models frsnet --batches 1 4 8 --rounds 3
     .venv/bin/python benchmarks/search_step.py --device cuda --models frsnet mfpsnet authors --batches 1 4 8
     .venv/bin/python benchmarks/search_step.py --device cuda --max-batch      # + largest batch that fits
+    .venv/bin/python benchmarks/search_step.py --models frsnet --batches 1 --size 16 --threads 1   # host cost
     .venv/bin/python benchmarks/search_step.py --models frsnet --batches 4 --paths reference fused \
         reference-bf16 fused-bf16 fused-recompute-bf16       # bf16 autocast paths (AMX/AVX512-BF16 CPUs, GPUs)
 
@@ -48,9 +49,13 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=["authors", "frsnet"])
     p.add_argument("--batches", nargs="+", type=int, default=[1, 4])
     p.add_argument("--paths", nargs="+", default=list(PATHS), choices=ALL_PATHS,
-                   help="plain/fused paths; PATH-bf16 / PATH-bf16w run under bf16 autocast (see frsengine.bench.search)")
+                   help="plain/fused paths; PATH-bf16 / PATH-bf16w run under bf16 autocast, PATH-graph replays the "
+                        "step as a CUDA graph (see frsengine.bench.search)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--size", type=int, default=128,
+                   help="face size (default 128); at 16 the compute is negligible and the step time is the host's "
+                        "own cost (Python, dispatch, launches), which bounds the step on a GPU")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--max-batch", action="store_true",
                    help="also estimate the largest batch that fits in GPU memory (needs >= 2 batches)")
@@ -68,7 +73,7 @@ def main(argv=None) -> int:
     for model in args.models:
         for batch in args.batches:
             case = {"model": model, "batch": batch, "device": args.device, "rounds": args.rounds,
-                    "threads": args.threads, "paths": args.paths, "flops": False}
+                    "threads": args.threads, "paths": args.paths, "flops": False, "size": args.size}
             try:
                 timed = run_group_in_child("frsengine.bench.search:time_group", case, "paths", timeout=3600,
                                            method=method)["paths"]
@@ -115,7 +120,7 @@ def main(argv=None) -> int:
                     continue
                 check = max(1, int(0.9 * est))
                 ok = fits({"model": model, "path": path, "device": args.device, "threads": args.threads,
-                           "batch": check}, method)
+                           "size": args.size, "batch": check}, method)
                 found[path] = est
                 print(f"largest batch {model:<14}{path:<16} ~{est:>5} (estimated; one step at {check}: "
                       f"{'ran' if ok else 'FAILED'})", flush=True)
