@@ -297,8 +297,9 @@ def run_mixed_op(x: Tensor, w3: Tensor, w5: Tensor, w7: Tensor, bn_weight: Tenso
                  keep: bool = False, conv_dtype: Optional[torch.dtype] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """:func:`mixed_op` as the supernet calls it: the declared custom op while torch.compile or
     export traces (they need its fake implementation), otherwise :class:`_EagerMixedOp`. The custom
-    op's eager dispatch (argument binding, redispatch, autograd wrapper) cost ~0.25 ms per forward +
-    backward, a fifth of the fused search step's host time, which bounds the step on a GPU."""
+    op's eager dispatch (argument binding, redispatch, its autograd wrapper) costs ~0.25 ms more per
+    forward + backward (2-core CPU), ~85 ms of host time per fused FRSNet search step: the host
+    time is what bounds that step on a GPU."""
     args = (x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups, keep,
             conv_dtype)
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
