@@ -11,6 +11,7 @@ decay 1e-3) on alpha/beta with another batch; BN in training mode.
   outputs) and the architecture step with frozen weights (no weight gradients).
 - ``fused-recompute``: the same, mixed ops recompute their convolutions in backward.
 - ``fused-checkpoint``: the same, every grid node under activation checkpointing (least memory).
+- ``fused-balanced``: the same, nodes at the two finest resolutions recompute, the others keep.
 - ``PATH-bf16`` (``reference-bf16``, ``fused-bf16``, ``fused-recompute-bf16``): both steps' forward
   passes under ``torch.autocast(bfloat16)`` (the plain path as autocast runs it; the fused mixed ops
   run only their convolutions in bf16); ``PATH-bf16w``: the weight step only, the architecture step
@@ -40,10 +41,11 @@ import torch.nn.functional as F
 from frsengine.bench.timing import interleaved
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ("reference", "fused", "fused-recompute", "fused-checkpoint")
+PATHS = ("reference", "fused", "fused-recompute", "fused-checkpoint", "fused-balanced")
 LOW_PRECISION_PATHS = ("reference-bf16", "fused-bf16", "fused-recompute-bf16", "fused-checkpoint-bf16", "fused-bf16w",
                        "fused-recompute-bf16w")
-FUSED_MODE = {"fused": "keep", "fused-recompute": "recompute", "fused-checkpoint": "checkpoint"}
+FUSED_MODE = {"fused": "keep", "fused-recompute": "recompute", "fused-checkpoint": "checkpoint",
+              "fused-balanced": "balanced"}
 GRAPH_PATHS = tuple(f"{p}-graph" for p in PATHS)   # CUDA only: the whole step replayed as one CUDA graph
 ALL_PATHS = PATHS + LOW_PRECISION_PATHS + GRAPH_PATHS
 BASELINE = "reference"

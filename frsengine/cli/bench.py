@@ -16,7 +16,8 @@ memory in another one.
 
 suites:
   search     one search step (weight + architecture step): reference (baseline) vs fused vs
-             fused-recompute vs fused-checkpoint, FRSNet/MFPSNet supernets
+             fused-recompute vs fused-checkpoint vs fused-balanced (+ PATH-graph on a GPU),
+             FRSNet/MFPSNet supernets
   degrade    degradation synthesis: opencv per image (baseline) vs torch vs DALI
   inference  restoration backends: eager fp32 NCHW (baseline) vs eager channels-last,
              torch.compile, onnxruntime, TensorRT, per batch size

@@ -19,7 +19,11 @@ Enabled per model with :func:`use_fused_search`; the plain path (``SearchCell.fo
   (``checkpoint``, least memory): only the node's inputs are saved, the whole node is recomputed in
   backward (its mixed ops then keep their conv outputs, for that node only), so the convolutions run
   twice forward, as in ``recompute``, while the node's BN/ReLU/pre-processing/resampling activations
-  are not held either. The recompute leaves BatchNorm running statistics alone.
+  are not held either. The recompute leaves BatchNorm running statistics alone. ``balanced``:
+  nodes at the two finest resolutions recompute, the coarser ones keep. Every level costs about the
+  same convolution work (channels double as the side halves) but holds half the activations of the
+  next finer one, so recomputing the two finest levels drops most of what ``keep`` holds for half
+  of ``recompute``'s extra work.
 
 Only the default op set (skip + Conv-BN-ReLU 3/5/7) has a fused mixed op; other op sets keep the
 plain path.
@@ -47,7 +51,17 @@ def _interleave(ts: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(ts, 1).reshape(n * len(ts), c, h, w)
 
 
-FUSED_MODES = ("keep", "recompute", "checkpoint")
+FUSED_MODES = ("keep", "recompute", "checkpoint", "balanced")
+
+
+def node_mode(mode: str, size: Sequence[int], sizes: Sequence[Sequence[int]]) -> str:
+    """The mode a node at ``size`` runs in, in a grid whose levels have ``sizes``: ``balanced``
+    resolves to ``recompute`` at the two finest resolutions (>= a quarter of the finest's pixels)
+    and to ``keep`` below; the other modes are the same everywhere."""
+    if mode != "balanced":
+        return mode
+    finest = max(h * w for h, w in sizes)
+    return "recompute" if 4 * size[0] * size[1] >= finest else "keep"
 
 
 def _batch_norm(bn: nn.BatchNorm2d, z: torch.Tensor, update_stats: bool) -> torch.Tensor:

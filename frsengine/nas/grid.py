@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from frsengine.nas.cell import DerivedCell, SearchCell, aggregate_branches, num_edges, resample
-from frsengine.nas.fused import run_fused_node
+from frsengine.nas.fused import node_mode, run_fused_node
 from frsengine.nas.ops import ConvBR, get_op_set
 from frsengine.nas.space import SpaceConfig
 
@@ -208,7 +208,8 @@ class GridSearchSpace(nn.Module):
                 inputs = {b: prev[j] for b, j in sources.items()}
                 weights = [betas[layer, sources[b], k - sources[b] + 1] for b in cell.branches]
                 if self.fused:
-                    cur[k] = run_fused_node(self.fused_mode, cell, prev_prev.get(k), inputs, alphas, weights, sizes[k])
+                    cur[k] = run_fused_node(node_mode(self.fused_mode, sizes[k], sizes), cell, prev_prev.get(k),
+                                            inputs, alphas, weights, sizes[k])
                 else:
                     cur[k] = aggregate_branches(cell(prev_prev.get(k), inputs, alphas, sizes[k]), weights)
             prev_prev, prev = prev, cur

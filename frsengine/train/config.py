@@ -29,7 +29,7 @@ class ModelConfig:
     network: str = "frsnet"            # 'frsnet' / 'mfpsnet'
     preset: str = "default"            # channel sizes (frsengine.models presets)
     genotype: str | None = None        # retrain: the searched architecture (JSON)
-    fused: str = "auto"                # search: fused path 'auto' (= keep) / 'keep' / 'recompute' / 'checkpoint' / 'off'
+    fused: str = "auto"                # search's fused path: auto (= keep)/keep/recompute/checkpoint/balanced/off
     ranking: str = "strongest"         # search: edge ranking when decoding ('strongest_non_skip': authors)
     precision: str = "fp32"            # 'fp32' / 'bf16': forward passes and loss under bf16 autocast
     # MFPSNet: the prior network (frsengine priors train / build): student checkpoint + dictionary.
@@ -152,7 +152,7 @@ def default_config(kind: str) -> RunConfig:
 CHOICES = {
     ("", "kind"): ("search", "train"),
     ("model", "network"): ("frsnet", "mfpsnet"),
-    ("model", "fused"): ("auto", "keep", "recompute", "checkpoint", "off"),
+    ("model", "fused"): ("auto", "keep", "recompute", "checkpoint", "balanced", "off"),
     ("model", "ranking"): ("strongest", "strongest_non_skip"),
     ("model", "precision"): ("fp32", "bf16"),
     ("arch", "precision"): ("model", "fp32", "bf16"),

@@ -201,12 +201,23 @@ def _saved_bytes(model, args, kwargs):
 
 
 def test_fused_modes_hold_less_in_that_order():
-    """keep > recompute > checkpoint in what the forward keeps for backward (MFPSNet tiny)."""
+    """keep > balanced > recompute > checkpoint in what the forward keeps for backward (MFPSNet tiny)."""
     held = {}
     for mode in FUSED_MODES:
         _, fused = _pair("mfpsnet", mode)
         held[mode] = _saved_bytes(fused, *_inputs(fused))
-    assert held["keep"] > held["recompute"] > held["checkpoint"], held
+    assert held["keep"] > held["balanced"] > held["recompute"] > held["checkpoint"], held
+
+
+def test_balanced_mode_recomputes_the_two_finest_levels():
+    from frsengine.nas.fused import node_mode
+
+    sizes = [(16, 16), (32, 32), (64, 64), (128, 128)]
+    assert [node_mode("balanced", s, sizes) for s in sizes] == ["keep", "keep", "recompute", "recompute"]
+    down = [(128, 128), (64, 64), (32, 32), (16, 16)]    # a downsampling grid: the same by resolution
+    assert [node_mode("balanced", s, down) for s in down] == ["recompute", "recompute", "keep", "keep"]
+    assert {node_mode(m, (16, 16), sizes) for m in ("keep", "recompute", "checkpoint")} == {"keep", "recompute",
+                                                                                           "checkpoint"}
 
 
 def test_unknown_fused_mode_is_refused():
