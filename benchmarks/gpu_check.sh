@@ -38,9 +38,9 @@ timeout "$(cap 200)" $PY benchmarks/search_step.py --device cuda --models frsnet
     --paths reference fused fused-graph fused-checkpoint-graph --rounds 3 --max-batch \
     --json "$OUT/search_step_frsnet.json" 2>&1 | tail -20
 
-stage "search step, FRSNet batch 4: the other paths (checkpoint eager, bf16, the plain path as a graph)"
+stage "search step, FRSNet batch 4: the other paths (checkpoint and balanced eager, bf16, the plain path as a graph)"
 timeout "$(cap 90)" $PY benchmarks/search_step.py --device cuda --models frsnet --batches 4 \
-    --paths reference fused-checkpoint fused-bf16 reference-graph --rounds 3 \
+    --paths reference fused-checkpoint fused-balanced fused-bf16 reference-graph --rounds 3 \
     --json "$OUT/search_step_frsnet_more.json" 2>&1 | tail -8
 
 stage "search step, the authors' search model (all three paths, batch 8)"
