@@ -11,10 +11,12 @@
 A thin command line over ``frsengine.bench.search`` (the step, the paths and the models are described
 there; ``frsengine bench --suites search`` runs the same measurement with the suite's presets).
 Each (model, batch) is timed in one child process, its paths' steps interleaved round by round
-(median of ``--rounds`` steps after one warm-up step each, normal allocator); each path's memory
-is measured in a child of its own (allocator pinned so RSS follows live memory: anonymous resident
-set on CPU, torch's allocation on CUDA): ``peak`` = what the model, gradients and optimizer state
-hold after the warm-up + the peak growth during one step. ``--json FILE`` writes every figure with
+(median of ``--rounds`` steps after one warm-up step each, normal allocator); on CPU each path's
+memory is measured in a child of its own (allocator pinned so RSS follows live memory), on CUDA in
+the timing child (torch's allocator counts exactly): ``peak`` = what the model, gradients,
+optimizer state (and a CUDA graph's pool) hold after the warm-up + the peak growth during one step.
+``--max-batch`` estimates each eager path's largest batch from its two largest measured batches
+and runs one step at 90 % of it (a graph path's pool holds its eager path's peak: same estimate). ``--json FILE`` writes every figure with
 the machine description.
 """
 from __future__ import annotations
@@ -38,7 +40,9 @@ def machine(threads: int | None = None) -> dict:
 def fits(case: dict, method: str) -> bool:
     try:
         run_in_child("frsengine.bench.search:time_group",
-                     {**case, "paths": [case["path"]], "rounds": 1, "flops": False}, timeout=900, method=method)
+                     {**case, "paths": [case["path"]], "rounds": 1, "flops": False, "cudnn_benchmark": False,
+                      "memory": False},
+                     timeout=900, method=method)
     except ChildFailed:
         return False
     return True
@@ -57,8 +61,9 @@ def main(argv=None) -> int:
                    help="face size (default 128); at 16 the compute is negligible and the step time is the host's "
                         "own cost (Python, dispatch, launches), which bounds the step on a GPU")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--max-batch", action="store_true",
-                   help="also estimate the largest batch that fits in GPU memory (needs >= 2 batches)")
+    p.add_argument("--max-batch", nargs="*", metavar="PATH",
+                   help="also estimate the largest batch that fits in GPU memory (needs >= 2 batches), of "
+                        "these paths (none named: every eager path)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     method = start_method(args.device, allow_fork=True)   # this process runs no torch op before
@@ -83,7 +88,7 @@ def main(argv=None) -> int:
             for path in args.paths:
                 one = {k: v for k, v in case.items() if k != "paths"} | {"path": path}
                 r = timed.get(path, {"error": "not measured"})
-                if "error" not in r:
+                if "error" not in r and "peak_mib" not in r:   # CUDA: measured in the timing child
                     try:
                         mem = run_in_child("frsengine.bench.search:memory_case", one, memory=True, timeout=3600,
                                            method=method)
@@ -106,7 +111,7 @@ def main(argv=None) -> int:
                       + ("  (timed alone: the shared child died)" if r.get("alone") else ""), flush=True)
                 rows.append({**r, "speedup_vs_reference": speed, "memory_vs_reference": mem}
                             | ({"speedup_vs_reference_bf16": speed16} if ref16 else {}))
-    if args.max_batch:
+    if args.max_batch is not None:
         # Estimated from the measured peaks, then checked with one step at 90 % of the estimate.
         import torch
 
@@ -114,6 +119,8 @@ def main(argv=None) -> int:
         for model in args.models:
             found = {}
             for path in args.paths:
+                if path.endswith("-graph") or (args.max_batch and path not in args.max_batch):
+                    continue   # a graph's pool holds what its eager step peaks at: the eager estimate
                 mine = [r for r in rows if r.get("model") == model and r.get("path") == path and "batch" in r]
                 est = estimate_largest_batch(mine, capacity)
                 if est is None:

@@ -165,26 +165,43 @@ def step_flops_per_face(name: str, device: str = "cpu", size: int = SIZE) -> int
 def _setup(payload: dict) -> None:
     if payload.get("threads"):
         torch.set_num_threads(payload["threads"])
-    torch.backends.cudnn.benchmark = True   # algorithm choice happens in the warm-up step
+    # Algorithm choice happens in the warm-up step (a fit check, which only asks whether a step at a
+    # large batch runs, skips it: timing every algorithm there costs more than the step).
+    torch.backends.cudnn.benchmark = payload.get("cudnn_benchmark", True)
 
 
 def time_group(payload: dict) -> dict:
     """Child: ``{model, batch, paths, device, rounds[, threads, size, flops]}`` -> seconds per step
-    of every path (median of ``rounds`` interleaved steps after one warm-up step each)."""
+    of every path (median of ``rounds`` interleaved steps after one warm-up step each).
+
+    On CUDA each path's memory is measured here too, as its warm-up ends (as :func:`memory_case`
+    does; torch's allocator counts per process exactly, so no process of its own is needed):
+    what the path holds (its model, state and CUDA-graph pool) + the peak growth of one step."""
     _setup(payload)
     device, size = payload["device"], payload.get("size", SIZE)
+    measure_memory = device.startswith("cuda") and payload.get("memory", True)
     steps, out = {}, {"paths": {}}
     for path in payload["paths"]:
         t0 = time.perf_counter()
         try:
+            if measure_memory:
+                from frsengine.bench.memory import peak_growth_mib, resident_mib
+
+                base = resident_mib(device)
             model, step = make_step(payload["model"], payload["batch"], path, device, size)
             step()  # warm-up: optimizer state, oneDNN/cuDNN algorithm choice, lazy init
+            warmup_s = time.perf_counter() - t0
+            if measure_memory:
+                resident = resident_mib(device) - base
+                peak = peak_growth_mib(step, device)
         except Exception as exc:  # noqa: BLE001 - one path failing (e.g. out of memory) is one row
             out["paths"][path] = {"error": f"{type(exc).__name__}: {exc}"}
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             continue
-        out["paths"][path] = {"warmup_s": time.perf_counter() - t0}
+        out["paths"][path] = {"warmup_s": warmup_s}
+        if measure_memory:
+            out["paths"][path] |= {"step_peak_mib": peak, "resident_mib": resident, "peak_mib": resident + peak}
         steps[path] = step
         out["params"] = sum(p.numel() for p in model.weight_parameters())
         out["arch_params"] = sum(p.numel() for p in model.arch_parameters())

@@ -78,7 +78,10 @@ def test_replayed_steps_equal_eager_steps(path, monkeypatch):
     """Five steps each way from the same start: 3 eager warm-up steps + capture + 2 replays vs 5 eager
     steps give the same weights, alpha/beta and BatchNorm statistics (cuDNN may pick other algorithms
     run to run: a tolerance, not equality)."""
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    # The same cuDNN algorithms, deterministic ones, in full float32 (no TF32) on both sides.
+    for flag, value in (("benchmark", False), ("deterministic", True), ("allow_tf32", False)):
+        monkeypatch.setattr(torch.backends.cudnn, flag, value)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     eager, eager_step = make_step("frsnet-tiny", 2, path, "cuda", size=32)
     graphed, graphed_step = make_step("frsnet-tiny", 2, f"{path}-graph", "cuda", size=32)
     for _ in range(5):
