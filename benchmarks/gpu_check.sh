@@ -25,21 +25,30 @@ STEP="$PY benchmarks/search_step.py --device cuda"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 ln -sfn ../kernels frsengine/kernels
 
+# Builds frsengine._C unless a fresh one with its CUDA kernels is there (kept from an earlier call on
+# this machine, or carried: the device tool's `carry` of frsengine/_C.cpython-312-x86_64-linux-gnu.so).
+build() {
+if $PY -c "from frsengine.ops import _ext; raise SystemExit(_ext.problem() is not None or not _ext.has_cuda())"; then
+  stage "frsengine._C: a fresh build with CUDA kernels is there"
+else
+  stage "build frsengine._C (CPU + CUDA sources)"
+  time timeout "$(cap 240)" $PY setup.py build_ext --inplace 2>&1 | grep -iE "error|frsengine:" | tail -15
+  cp frsengine/_C*.so "$OUT/" 2>/dev/null   # back to the caller: a later call can carry it
+fi
+$PY -c "from frsengine.ops import _ext, dispatch
+print('extension problem:', _ext.problem(), '| CUDA kernels:', _ext.has_cuda())
+print('mixed_op on cuda ->', dispatch.backend_for('mixed_op', 'cuda'))"
+}
+
 core() {
 stage machine
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
-
-stage "build frsengine._C (CPU + CUDA sources)"
-time timeout "$(cap 240)" $PY setup.py build_ext --inplace 2>&1 | grep -iE "error|frsengine:" | tail -15
-cp frsengine/_C*.so "$OUT/" 2>/dev/null   # back to the caller: a later call can carry it instead of rebuilding
-$PY -c "from frsengine.ops import _ext, dispatch
-print('extension problem:', _ext.problem(), '| CUDA kernels:', _ext.has_cuda())
-print('mixed_op on cuda ->', dispatch.backend_for('mixed_op', 'cuda'))"
+build
 
 stage "GPU tests"
-timeout "$(cap 150)" $PY -m pytest -q -p no:cacheprovider -rs tests/ops/test_native_build.py tests/nas/test_fused.py \
-    tests/degrade/test_backends.py tests/train/test_cuda_graph.py -k "gpu or cuda or replayed" 2>&1 | tail -25
+timeout "$(cap 150)" $PY -m pytest -q --tb=short -p no:cacheprovider -rfEs tests/ops/test_native_build.py tests/nas/test_fused.py \
+    tests/degrade/test_backends.py tests/train/test_cuda_graph.py -k "gpu or cuda or replayed" 2>&1 | tail -30
 
 stage "search step, paper-size FRSNet supernet, batch 4 and 8: plain vs fused, eager and as a CUDA graph; largest batch"
 timeout "$(cap 240)" $STEP --models frsnet --batches 4 8 --rounds 3 \
@@ -48,8 +57,7 @@ timeout "$(cap 240)" $STEP --models frsnet --batches 4 8 --rounds 3 \
 }
 
 rest() {
-$PY -c "from frsengine.ops import _ext; raise SystemExit(_ext.problem() is not None or not _ext.has_cuda())" \
-    || { stage "build frsengine._C (none fresh here)"; timeout "$(cap 240)" $PY setup.py build_ext --inplace 2>&1 | grep -iE "error|frsengine:" | tail -15; }
+build
 
 stage "search step, FRSNet batch 1 (the most launch-bound)"
 timeout "$(cap 70)" $STEP --models frsnet --batches 1 --rounds 3 \

@@ -32,6 +32,7 @@ step of each path per round), so every path sees the same background load;
 from __future__ import annotations
 
 import gc
+import os
 import time
 from pathlib import Path
 
@@ -166,8 +167,10 @@ def _setup(payload: dict) -> None:
     if payload.get("threads"):
         torch.set_num_threads(payload["threads"])
     # Algorithm choice happens in the warm-up step (a fit check, which only asks whether a step at a
-    # large batch runs, skips it: timing every algorithm there costs more than the step).
-    torch.backends.cudnn.benchmark = payload.get("cudnn_benchmark", True)
+    # large batch runs, skips it: timing every algorithm there costs more than the step;
+    # FRSENGINE_CUDNN_BENCHMARK=0 switches it off everywhere).
+    default = os.environ.get("FRSENGINE_CUDNN_BENCHMARK", "1") != "0"
+    torch.backends.cudnn.benchmark = payload.get("cudnn_benchmark", default)
 
 
 def time_group(payload: dict) -> dict:

@@ -21,9 +21,9 @@ from frsengine.nas.fused import FUSED_MODES, frozen, use_fused_search
 OUT_RTOL, GRAD_RTOL, STATS_RTOL = 1e-9, 1e-7, 1e-9
 
 
-def _close(got, want, rtol, what):
+def _close(got, want, rtol, what, floor=1e-12):
     err = (got - want).abs().max().item()
-    scale = max(want.abs().max().item(), 1e-12)
+    scale = max(want.abs().max().item(), floor)
     assert err <= rtol * scale, f"{what}: max error {err:.3g} > {rtol:g} * {scale:.3g}"
 
 
@@ -98,9 +98,13 @@ def test_fused_supernet_on_gpu(backend, monkeypatch):
         _close(a, b, out_rtol, "output")
     lp.backward()
     lf.backward()
+    # In float32 a gradient that is a near-cancelling sum (a BatchNorm weight's, ~1e-7 where others
+    # are ~1e-3) has rounding error of its terms' size, not its own: scale those by the largest.
+    largest = max(p.grad.abs().max().item() for p in plain.parameters() if p.grad is not None)
+    floor = 1e-3 * largest if dtype == torch.float32 else 1e-12
     for (name, pp), pf in zip(plain.named_parameters(), fused.parameters()):
         if pp.grad is not None:
-            _close(pf.grad, pp.grad, grad_rtol, f"grad {name}")
+            _close(pf.grad, pp.grad, grad_rtol, f"grad {name}", floor)
 
 
 @pytest.mark.parametrize("mode", FUSED_MODES)
