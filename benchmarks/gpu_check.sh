@@ -53,7 +53,12 @@ timeout "$(cap 150)" $PY -m pytest -q --tb=short -p no:cacheprovider -rfEs tests
 stage "search step, paper-size FRSNet supernet, batch 4 and 8: plain vs fused, eager and as a CUDA graph; largest batch"
 timeout "$(cap 240)" $STEP --models frsnet --batches 4 8 --rounds 3 \
     --paths reference fused fused-graph fused-checkpoint reference-graph \
-    --max-batch reference fused-checkpoint --json "$OUT/search_step_frsnet.json" 2>&1 | tail -20
+    --max-batch reference fused-checkpoint --json "$OUT/search_step_frsnet.json" 2>&1 | tee "$OUT/frsnet.txt" | tail -30
+if grep -q "failed:" "$OUT/frsnet.txt"; then
+  stage "a case failed: the plain and fused steps again in one process, launches synchronous (where it fails)"
+  CUDA_LAUNCH_BLOCKING=1 timeout "$(cap 120)" $STEP --in-process --models frsnet --batches 4 --rounds 1 \
+      --paths reference fused 2>&1 | tail -40
+fi
 }
 
 rest() {

@@ -12,12 +12,13 @@ A thin command line over ``frsengine.bench.search`` (the step, the paths and the
 there; ``frsengine bench --suites search`` runs the same measurement with the suite's presets).
 Each (model, batch) is timed in one child process, its paths' steps interleaved round by round
 (median of ``--rounds`` steps after one warm-up step each, normal allocator); on CPU each path's
-memory is measured in a child of its own (allocator pinned so RSS follows live memory), on CUDA in
-the timing child (torch's allocator counts exactly): ``peak`` = what the model, gradients,
-optimizer state (and a CUDA graph's pool) hold after the warm-up + the peak growth during one step.
+memory is measured in a child of its own (allocator pinned so RSS follows live memory): ``peak`` =
+what the model, gradients and optimizer state hold after the warm-up + the peak growth during one
+step; on CUDA in the timing child from torch's allocator counters (its peak from the model's
+creation through the warm-up and one more step, a CUDA graph's capture included).
 ``--max-batch`` estimates each eager path's largest batch from its two largest measured batches
-and runs one step at 90 % of it (a graph path's pool holds its eager path's peak: same estimate). ``--json FILE`` writes every figure with
-the machine description.
+and runs one step at 90 % of it (a graph path's pool holds its eager path's peak: same estimate).
+``--json FILE`` writes every figure with the machine description.
 """
 from __future__ import annotations
 
@@ -64,6 +65,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-batch", nargs="*", metavar="PATH",
                    help="also estimate the largest batch that fits in GPU memory (needs >= 2 batches), of "
                         "these paths (none named: every eager path)")
+    p.add_argument("--in-process", action="store_true",
+                   help="time in this process, not in a child (to debug a failing case: its traceback is printed "
+                        "whole; CUDA memory is still measured, CPU memory is not)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     method = start_method(args.device, allow_fork=True)   # this process runs no torch op before
@@ -80,8 +84,18 @@ def main(argv=None) -> int:
             case = {"model": model, "batch": batch, "device": args.device, "rounds": args.rounds,
                     "threads": args.threads, "paths": args.paths, "flops": False, "size": args.size}
             try:
-                timed = run_group_in_child("frsengine.bench.search:time_group", case, "paths", timeout=3600,
-                                           method=method)["paths"]
+                if args.in_process:
+                    from frsengine.bench.search import time_group
+
+                    timed = time_group(case)["paths"]
+                    for path, r in timed.items():
+                        if "trace" in r:
+                            print(f"--- {model} batch {batch} {path}:\n{r['trace']}", flush=True)
+                        elif "peak_mib" not in r:
+                            r["peak_mib"] = float("nan")   # CPU memory needs a child of its own
+                else:
+                    timed = run_group_in_child("frsengine.bench.search:time_group", case, "paths", timeout=3600,
+                                               method=method)["paths"]
             except ChildFailed as exc:
                 timed = {path: {"error": str(exc)} for path in args.paths}
             ref = ref_bf16 = None
@@ -98,7 +112,9 @@ def main(argv=None) -> int:
                         r = {**r, **mem}
                 if "error" in r:
                     print(f"{model:<14}{batch:>6}  {path:<22}failed: {r['error'][:200]}", flush=True)
-                    rows.append({**one, "failed": True, "error": r["error"]})
+                    if r.get("trace") and not any(row.get("trace") for row in rows):   # the first one: the cause
+                        print("    " + "\n    ".join(r["trace"].strip().splitlines()[-8:]), flush=True)
+                    rows.append({**one, "failed": True, "error": r["error"], "trace": r.get("trace")})
                     continue
                 r = {**one, **r}
                 ref = r if path == "reference" else ref

@@ -41,17 +41,13 @@ def rss_kib(field: str = "VmRSS") -> int:
 
 
 def resident_mib(device: str = "cpu") -> float:
-    """Memory held now. On CUDA what torch's allocator keeps once its unused cache is released: live
-    tensors and the private pools of CUDA graphs (a captured step keeps every block it used; the
-    allocated-bytes counter does not see them). On CPU the *anonymous* resident set (heap,
+    """Memory held now: torch's allocation on CUDA; on CPU the *anonymous* resident set (heap,
     tensors, JIT-compiled kernels), not the pages of shared libraries: a forked child maps those
     again as it first touches them, which is no memory the measured case costs."""
     if device.startswith("cuda"):
         import torch
 
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        return torch.cuda.memory_reserved() / 2**20
+        return torch.cuda.memory_allocated() / 2**20
     try:
         return rss_kib("RssAnon") / 1024
     except StopIteration:  # kernels before 4.5

@@ -174,12 +174,13 @@ def _setup(payload: dict) -> None:
 
 
 def time_group(payload: dict) -> dict:
-    """Child: ``{model, batch, paths, device, rounds[, threads, size, flops]}`` -> seconds per step
-    of every path (median of ``rounds`` interleaved steps after one warm-up step each).
+    """Child: ``{model, batch, paths, device, rounds[, threads, size, flops, memory]}`` -> seconds per
+    step of every path (median of ``rounds`` interleaved steps after one warm-up step each).
 
-    On CUDA each path's memory is measured here too, as its warm-up ends (as :func:`memory_case`
-    does; torch's allocator counts per process exactly, so no process of its own is needed):
-    what the path holds (its model, state and CUDA-graph pool) + the peak growth of one step."""
+    On CUDA each path's memory is read here too from torch's allocator counters (exact per process,
+    so no process of its own is needed): ``peak_mib`` is the most it held from the model's creation
+    through the warm-up and one more step (a graph path's capture included: its private pool keeps
+    that much), ``resident_mib`` what stays allocated between steps (a graph pool not counted)."""
     _setup(payload)
     device, size = payload["device"], payload.get("size", SIZE)
     measure_memory = device.startswith("cuda") and payload.get("memory", True)
@@ -188,23 +189,26 @@ def time_group(payload: dict) -> dict:
         t0 = time.perf_counter()
         try:
             if measure_memory:
-                from frsengine.bench.memory import peak_growth_mib, resident_mib
-
-                base = resident_mib(device)
+                torch.cuda.synchronize()
+                base = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
             model, step = make_step(payload["model"], payload["batch"], path, device, size)
             step()  # warm-up: optimizer state, oneDNN/cuDNN algorithm choice, lazy init
             warmup_s = time.perf_counter() - t0
             if measure_memory:
-                resident = resident_mib(device) - base
-                peak = peak_growth_mib(step, device)
+                step()
+                held, peak = torch.cuda.memory_allocated() - base, torch.cuda.max_memory_allocated() - base
         except Exception as exc:  # noqa: BLE001 - one path failing (e.g. out of memory) is one row
-            out["paths"][path] = {"error": f"{type(exc).__name__}: {exc}"}
+            import traceback
+
+            out["paths"][path] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-3000:]}
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
             continue
         out["paths"][path] = {"warmup_s": warmup_s}
         if measure_memory:
-            out["paths"][path] |= {"step_peak_mib": peak, "resident_mib": resident, "peak_mib": resident + peak}
+            out["paths"][path] |= {"resident_mib": held / 2**20, "step_peak_mib": (peak - held) / 2**20,
+                                   "peak_mib": peak / 2**20}
         steps[path] = step
         out["params"] = sum(p.numel() for p in model.weight_parameters())
         out["arch_params"] = sum(p.numel() for p in model.arch_parameters())
