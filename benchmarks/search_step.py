@@ -31,10 +31,10 @@ from frsengine.bench.child import ChildFailed, run_group_in_child, run_in_child,
 from frsengine.bench.search import ALL_PATHS, PATHS, build_model, estimate_largest_batch, make_step  # noqa: F401 (re-exported)
 
 
-def machine(threads: int | None = None) -> dict:
-    from frsengine.bench.machine import describe_machine
+def machine(threads: int | None, device: str, method: str) -> dict:
+    from frsengine.bench.machine import describe_for
 
-    info = describe_machine(threads or None)
+    info = describe_for(threads or None, device, method)
     return {"machine": info, "threads": info["torch_threads"]}
 
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     rows = []
     from frsengine.bench.machine import summary_line
 
-    info = machine(args.threads)
+    info = machine(args.threads, args.device, method)
     print(f"# {summary_line(info['machine'])}")
     ref16 = "reference-bf16" in args.paths
     print(f"{'model':<14}{'batch':>6}  {'path':<22}{'s/step':>9}{'speed-up':>10}{'peak GiB':>10}{'mem ratio':>10}"
@@ -129,9 +129,7 @@ def main(argv=None) -> int:
                             | ({"speedup_vs_reference_bf16": speed16} if ref16 else {}))
     if args.max_batch is not None:
         # Estimated from the measured peaks, then checked with one step at 90 % of the estimate.
-        import torch
-
-        capacity = torch.cuda.get_device_properties(0).total_memory / 2**20 * 0.95
+        capacity = (info["machine"].get("gpu_memory_gib") or 0) * 1024 * 0.95
         for model in args.models:
             found = {}
             for path in args.paths:

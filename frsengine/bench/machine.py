@@ -216,6 +216,25 @@ def describe_machine(threads: int | None = None, gpu: bool = True) -> dict:
     return info
 
 
+def describe_for(threads: int | None, device: str, method: str) -> dict:
+    """:func:`describe_machine` for a process whose measurements run in children started by
+    ``method``. For a CUDA device the GPU is described in a child of its own, so this process never
+    holds a CUDA context of its own beside the children's (with one alive, every CUDA child of the
+    search-step benchmark failed on the H200 with an illegal memory access, 2026-11-28; the same
+    steps ran alone; the cause is not established)."""
+    if device.startswith("cuda"):
+        from frsengine.bench.child import run_in_child
+
+        return run_in_child("frsengine.bench.machine:describe_in_child", {"threads": threads}, timeout=300,
+                            method="spawn")
+    return describe_machine(threads, gpu=method == "spawn")
+
+
+def describe_in_child(payload: dict) -> dict:
+    """Child: :func:`describe_machine` with ``payload["threads"]``."""
+    return describe_machine(payload.get("threads") or None)
+
+
 def busy_note(info: dict) -> str | None:
     """A warning when other processes already load the CPU (torch's OpenMP threads then slow
     down far more than in proportion: 10-100x were seen on a shared 2-core VM)."""

@@ -389,7 +389,7 @@ def run_bench(opts: Options, out=print, groups_hook: Callable[[list[Group]], Non
     ``allow_fork``: this process has run no torch op, so children may be forked from it
     (:func:`frsengine.bench.child.start_method`); otherwise each child is a fresh process."""
     from frsengine.bench.child import start_method
-    from frsengine.bench.machine import busy_note, describe_machine
+    from frsengine.bench.machine import busy_note, describe_for
 
     if opts.device == "cuda":
         import torch
@@ -398,13 +398,13 @@ def run_bench(opts: Options, out=print, groups_hook: Callable[[list[Group]], Non
             raise FrsError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
     t_start = time.perf_counter()
     method = start_method(opts.device, allow_fork)
-    info = describe_machine(opts.threads, gpu=method == "spawn")
+    info = describe_for(opts.threads, opts.device, method)
     threads_note = None
     if opts.quick and opts.threads is None and opts.device == "cpu" and busy_note(info) and info["torch_threads"] > 1:
         # Oversubscribed cores stall torch's OpenMP threads (a 2-thread step took 10-100x longer on a
         # loaded 2-core VM): one thread keeps --quick quick, and says so.
         opts = dataclasses.replace(opts, threads=1)
-        info = describe_machine(1, gpu=method == "spawn")
+        info = describe_for(1, opts.device, method)
         threads_note = (f"--quick on a busy machine: torch runs with 1 thread instead of {torch_threads_default()} "
                         "(OpenMP threads stall on oversubscribed cores); --threads N overrides")
     out(header(info, opts, (threads_note,) if threads_note else ()))

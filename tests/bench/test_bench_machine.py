@@ -95,3 +95,12 @@ def test_header_names_the_bf16_peak_for_bf16_runs():
                            "note": "upper bound"}
     assert "CPU peak 800 GFLOP/s bf16 (amx est; upper bound)" in runner.header(info, runner.Options(bf16=True))
     assert "GFLOP/s bf16" not in runner.header(info, runner.Options())
+
+
+def test_a_cuda_parent_describes_the_machine_in_a_child():
+    """For CUDA the description comes from a spawned child (the parent keeps no CUDA context); it is
+    the same machine as described here."""
+    here = machine.describe_for(1, "cpu", "spawn")
+    there = machine.describe_for(1, "cuda", "spawn")
+    assert there["cpu"] == here["cpu"] and there["torch_threads"] == 1
+    assert there["gpu"] == here["gpu"]
