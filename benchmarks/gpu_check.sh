@@ -16,6 +16,9 @@ OUT=${OUT:-gpu-out}
 BUDGET=${BUDGET:-570}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
+# cuDNN's algorithm search costs tens of seconds per new set of shapes at paper size (every path and
+# batch has its own): too much of a 15-minute lease. Heuristic choices; FRSENGINE_CUDNN_BENCHMARK=1 to search.
+export FRSENGINE_CUDNN_BENCHMARK=${FRSENGINE_CUDNN_BENCHMARK:-0}
 PY=${PY:-python3}
 stage() { echo; echo "=== $(date +%T) [${SECONDS}s] $*"; }
 cap() { local left=$((BUDGET - SECONDS)); [ "$left" -lt "$1" ] && echo $((left > 5 ? left : 5)) || echo "$1"; }
