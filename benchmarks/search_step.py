@@ -112,7 +112,8 @@ def main(argv=None) -> int:
                         r = {**r, **mem}
                 if "error" in r:
                     print(f"{model:<14}{batch:>6}  {path:<22}failed: {r['error'][:200]}", flush=True)
-                    if r.get("trace") and not any(row.get("trace") for row in rows):   # the first one: the cause
+                    if r.get("trace") and not args.in_process and not any(row.get("trace") for row in rows):
+                        # the first one's end (the cause; later ones often fail because it did)
                         print("    " + "\n    ".join(r["trace"].strip().splitlines()[-8:]), flush=True)
                     rows.append({**one, "failed": True, "error": r["error"], "trace": r.get("trace")})
                     continue
