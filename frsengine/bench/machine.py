@@ -218,10 +218,10 @@ def describe_machine(threads: int | None = None, gpu: bool = True) -> dict:
 
 def describe_for(threads: int | None, device: str, method: str) -> dict:
     """:func:`describe_machine` for a process whose measurements run in children started by
-    ``method``. For a CUDA device the GPU is described in a child of its own, so this process never
-    holds a CUDA context of its own beside the children's (with one alive, every CUDA child of the
-    search-step benchmark failed on the H200 with an illegal memory access, 2026-11-28; the same
-    steps ran alone; the cause is not established)."""
+    ``method``. For a CUDA device the GPU is described in a child of its own, so this process does
+    not initialise CUDA beside its children (on the H200, 2026-11-28, every CUDA child of the
+    search-step benchmark failed with an illegal memory access while the same steps ran alone; this
+    was one of the differences, the cache release between measurements another; cause not established)."""
     if device.startswith("cuda"):
         from frsengine.bench.child import run_in_child
 

@@ -180,7 +180,8 @@ def time_group(payload: dict) -> dict:
     On CUDA each path's memory is read here too from torch's allocator counters (exact per process,
     so no process of its own is needed): ``peak_mib`` is the most it held from the model's creation
     through the warm-up and one more step (a graph path's capture included: its private pool keeps
-    that much), ``resident_mib`` what stays allocated between steps (a graph pool not counted)."""
+    that much; with cuDNN's algorithm search on, the warm-up's trial workspaces too),
+    ``resident_mib`` what stays allocated between steps (a graph pool not counted)."""
     _setup(payload)
     device, size = payload["device"], payload.get("size", SIZE)
     measure_memory = device.startswith("cuda") and payload.get("memory", True)
