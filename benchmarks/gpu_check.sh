@@ -50,8 +50,8 @@ $PY -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.ve
 build
 
 stage "GPU tests"
-timeout "$(cap 150)" $PY -m pytest -q --tb=short -p no:cacheprovider -rfEs tests/ops/test_native_build.py tests/nas/test_fused.py \
-    tests/degrade/test_backends.py tests/train/test_cuda_graph.py -k "gpu or cuda or replayed" 2>&1 | tail -30
+timeout "$(cap 180)" $PY -m pytest -q --tb=short -p no:cacheprovider -rfEs tests/ops/test_native_build.py tests/nas/test_fused.py \
+    tests/degrade/test_backends.py tests/train/test_cuda_graph.py tests/train/test_search_graph.py -k "gpu or cuda or replayed" 2>&1 | tail -30
 
 stage "search step, paper-size FRSNet supernet, batch 4 and 8: plain vs fused, eager and as a CUDA graph; largest batch"
 timeout "$(cap 240)" $STEP --models frsnet --batches 4 8 --rounds 3 \

@@ -35,7 +35,14 @@ def _optimizer_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str,
                 tensors[f"optim/{name}/{idx}/{key}"] = value.detach().cpu().contiguous()
             else:
                 scalars[f"{idx}/{key}"] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+    # A learning rate held as a device tensor (frsengine.train.search_graph) is saved as its value.
+    groups = [{k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+# How an optimizer runs, not what it has learnt: a resumed run keeps its own (a checkpoint of a
+# CUDA-graph search, fused SGD and capturable Adam, resumes as a plain search and back).
+EXECUTION_FLAGS = ("foreach", "fused", "capturable", "differentiable")
 
 
 def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
@@ -106,8 +113,11 @@ class Checkpoint:
         for k, v in meta["scalars"].items():
             idx, key = k.split("/", 1)
             state.setdefault(int(idx), {})[key] = v
+        groups = [{**saved, **{k: mine[k] for k in EXECUTION_FLAGS if k in mine}}
+                  for saved, mine in zip(meta["param_groups"], opt.param_groups)]
+        groups += meta["param_groups"][len(groups):]   # a count mismatch is load_state_dict's to report
         try:
-            opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+            opt.load_state_dict({"state": state, "param_groups": groups})
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"checkpoint '{self.path}': optimizer '{name}' does not fit ({exc})") from None
 

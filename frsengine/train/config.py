@@ -93,6 +93,7 @@ class ScheduleConfig:
     epochs: int = 50
     batch_size: int = 4                # faces per step and rank (x5 images with disentangle)
     micro_batches: int = 1             # split each step's batch, accumulating gradients (less memory)
+    cuda_graph: bool = False           # search: replay weight + alpha/beta steps as one CUDA graph (CUDA, 1 process)
     max_steps: int | None = None       # stop after this many steps in all (None: every epoch)
     prior_start_epoch: int = 50        # retrain MFPSNet: priors switched in after this many epochs
 
@@ -274,6 +275,8 @@ def validate(cfg: RunConfig) -> None:
                           f"({cfg.schedule.batch_size})")
     if not 0.0 < cfg.data.arch_fraction < 1.0:
         raise ConfigError(f"data.arch_fraction must be in (0, 1), got {cfg.data.arch_fraction}")
+    if cfg.kind == "train" and cfg.schedule.cuda_graph:
+        raise ConfigError("schedule.cuda_graph is for search runs (frsengine search); set it to false here")
     if cfg.kind == "train" and not cfg.model.genotype:
         raise ConfigError("retraining needs model.genotype (the JSON file `frsengine search` wrote): "
                           "pass --genotype FILE or set it in the config")

@@ -38,8 +38,9 @@ def check_precision(precision: str, device: torch.device, key: str = "model.prec
     return None
 
 
-def autocast(precision: str, device: torch.device):
-    """The context a step's forward pass and loss run in: bf16 autocast on ``device``'s type, or nothing."""
+def autocast(precision: str, device: torch.device, cache: bool = True):
+    """The context a step's forward pass and loss run in: bf16 autocast on ``device``'s type, or
+    nothing. ``cache=False``: no cast-weight cache (required inside a CUDA-graph capture)."""
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()

@@ -95,6 +95,16 @@ def _search(run: Run) -> dict:
              info.world_size, device, _precision_text(cfg))
 
     weights, arch = model.weight_parameters(), model.arch_parameters()
+    graphed = None
+    if cfg.schedule.cuda_graph:
+        if info.world_size > 1:
+            raise FrsError("schedule.cuda_graph runs in one process: set it to false for a multi-process search")
+        from frsengine.train.search_graph import GraphedSearchStep
+
+        graphed = GraphedSearchStep(net, loss_fn, opt_w, opt_a, weights, arch, device,
+                                    micro_batches=cfg.schedule.micro_batches, grad_clip=cfg.optim.grad_clip,
+                                    forward_kwargs=kwargs, precision_w=cfg.model.precision,
+                                    precision_a=cfg.arch.resolved_precision(cfg.model.precision))
     history_path = run.dir / "arch_history.json"
     imgs_per_step = bs * info.world_size * (1 + (4 if cfg.data.disentangle else 0))
 
@@ -128,16 +138,21 @@ def _search(run: Run) -> dict:
                 batch_b = next(it_b) if it_b is not None else None
                 run.meter.waited()
                 lr = cosine_lr(pos["step"], total, cfg.optim.lr, cfg.optim.lr_min)
-                set_lr(opt_w, lr)
-                model.train()
-                with frozen(arch):
-                    loss_w, shown = train_step(net, batch_a, loss_fn, opt_w, weights, device,
-                                               cfg.schedule.micro_batches, cfg.optim.grad_clip, kwargs,
-                                               cfg.model.precision)
-                if batch_b is not None:
-                    with frozen(weights):
-                        loss_a, _ = train_step(net, batch_b, loss_fn, opt_a, arch, device, cfg.schedule.micro_batches,
-                                               None, kwargs, cfg.arch.resolved_precision(cfg.model.precision))
+                if graphed is not None:
+                    lw, la, shown = graphed.step(batch_a, batch_b, lr)
+                    loss_w, loss_a = float(lw), (float(la) if la is not None else loss_a)
+                else:
+                    set_lr(opt_w, lr)
+                    model.train()
+                    with frozen(arch):
+                        loss_w, shown = train_step(net, batch_a, loss_fn, opt_w, weights, device,
+                                                   cfg.schedule.micro_batches, cfg.optim.grad_clip, kwargs,
+                                                   cfg.model.precision)
+                    if batch_b is not None:
+                        with frozen(weights):
+                            loss_a, _ = train_step(net, batch_b, loss_fn, opt_a, arch, device,
+                                                   cfg.schedule.micro_batches, None, kwargs,
+                                                   cfg.arch.resolved_precision(cfg.model.precision))
                 pos["batch"] += 1
                 pos["step"] += 1
                 run.meter.worked(imgs_per_step)

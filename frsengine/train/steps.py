@@ -29,24 +29,36 @@ def as_outputs(out) -> tuple[torch.Tensor, ...]:
     return (out,) if isinstance(out, torch.Tensor) else tuple(out)
 
 
+def optimise(net: nn.Module, batch: DegradedBatch, loss_fn: Callable, opt: torch.optim.Optimizer,
+             params: Sequence[nn.Parameter], device: torch.device, micro_batches: int = 1,
+             grad_clip: float | None = None, forward_kwargs: dict | None = None, precision: str = "fp32",
+             autocast_cache: bool = True):
+    """:func:`train_step` without reading anything on the host (a CUDA graph can capture it): returns
+    (mean loss as a 0-d tensor on the device, (inputs, last output, targets) of the last micro-batch).
+    ``autocast_cache=False`` under a capture (autocast's weight cache cannot be captured)."""
+    opt.zero_grad(set_to_none=True)
+    chunks = face_chunks(batch, micro_batches)
+    total = None
+    for i, chunk in enumerate(chunks):
+        x, y = inputs_and_targets(chunk, device)
+        with maybe_no_sync(net, i < len(chunks) - 1):
+            with autocast(precision, device, cache=autocast_cache):
+                out = as_outputs(net(x, **(forward_kwargs or {})))
+                loss = loss_fn(out, y) / len(chunks)
+            loss.backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
+    opt.step()
+    return total, (x, out[-1], y)
+
+
 def train_step(net: nn.Module, batch: DegradedBatch, loss_fn: Callable, opt: torch.optim.Optimizer,
                params: Sequence[nn.Parameter], device: torch.device, micro_batches: int = 1,
                grad_clip: float | None = None, forward_kwargs: dict | None = None, precision: str = "fp32"):
     """Forward/backward over the micro-batches of ``batch``, then one step of ``opt`` (whose
     parameters are ``params``); forward and loss run under ``precision``'s autocast. Returns (mean
     loss, (inputs, last output, targets) of the last micro-batch)."""
-    opt.zero_grad(set_to_none=True)
-    chunks = face_chunks(batch, micro_batches)
-    total = 0.0
-    for i, chunk in enumerate(chunks):
-        x, y = inputs_and_targets(chunk, device)
-        with maybe_no_sync(net, i < len(chunks) - 1):
-            with autocast(precision, device):
-                out = as_outputs(net(x, **(forward_kwargs or {})))
-                loss = loss_fn(out, y) / len(chunks)
-            loss.backward()
-        total += float(loss.detach())
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
-    opt.step()
-    return total, (x, out[-1], y)
+    total, shown = optimise(net, batch, loss_fn, opt, params, device, micro_batches, grad_clip, forward_kwargs,
+                            precision)
+    return float(total), shown

@@ -58,3 +58,9 @@ def test_bad_files(tmp_path):
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     assert cfg.kind == path.parent.name
+
+
+def test_cuda_graph_is_a_search_setting():
+    assert load_config(None, ["schedule.cuda_graph=true"], kind="search").schedule.cuda_graph
+    with pytest.raises(ConfigError, match="schedule.cuda_graph is for search runs"):
+        load_config(None, ["schedule.cuda_graph=true", "model.genotype=g.json"], kind="train")
