@@ -17,12 +17,12 @@ from frsengine.errors import FrsError
 from frsengine.io import write_bytes_atomic
 from frsengine.models import build_supernet
 from frsengine.nas.decode import decode
-from frsengine.nas.fused import frozen, use_fused_search
+from frsengine.nas.fused import use_fused_search
 from frsengine.train import arch_log, data, distributed
 from frsengine.train.config import RunConfig
 from frsengine.train.losses import RestorationLoss
 from frsengine.train.run import Run, StopRequest, cosine_lr, execute, set_lr
-from frsengine.train.steps import train_step
+from frsengine.train.steps import search_step
 
 log = logging.getLogger("frsengine.train")
 
@@ -140,19 +140,12 @@ def _search(run: Run) -> dict:
                 lr = cosine_lr(pos["step"], total, cfg.optim.lr, cfg.optim.lr_min)
                 if graphed is not None:
                     lw, la, shown = graphed.step(batch_a, batch_b, lr)
-                    loss_w, loss_a = float(lw), (float(la) if la is not None else loss_a)
                 else:
                     set_lr(opt_w, lr)
-                    model.train()
-                    with frozen(arch):
-                        loss_w, shown = train_step(net, batch_a, loss_fn, opt_w, weights, device,
-                                                   cfg.schedule.micro_batches, cfg.optim.grad_clip, kwargs,
-                                                   cfg.model.precision)
-                    if batch_b is not None:
-                        with frozen(weights):
-                            loss_a, _ = train_step(net, batch_b, loss_fn, opt_a, arch, device,
-                                                   cfg.schedule.micro_batches, None, kwargs,
-                                                   cfg.arch.resolved_precision(cfg.model.precision))
+                    lw, la, shown = search_step(net, loss_fn, opt_w, opt_a, weights, arch, batch_a, batch_b, device,
+                                                cfg.schedule.micro_batches, cfg.optim.grad_clip, kwargs,
+                                                cfg.model.precision, cfg.arch.resolved_precision(cfg.model.precision))
+                loss_w, loss_a = float(lw), (float(la) if la is not None else loss_a)
                 pos["batch"] += 1
                 pos["step"] += 1
                 run.meter.worked(imgs_per_step)

@@ -27,8 +27,7 @@ import torch.nn as nn
 
 from frsengine.degrade import DegradedBatch
 from frsengine.errors import FrsError
-from frsengine.nas.fused import frozen
-from frsengine.train.steps import optimise
+from frsengine.train.steps import search_step
 
 
 def device_side(opt: torch.optim.Optimizer, device: torch.device) -> None:
@@ -113,16 +112,9 @@ class GraphedSearchStep:
         self.stream = torch.cuda.Stream(device) if capture else None
 
     def _body(self, batch_a: DegradedBatch, batch_b: DegradedBatch | None, cache: bool = True):
-        self.net.train()
-        with frozen(self.arch):
-            loss_w, shown = optimise(self.net, batch_a, self.loss_fn, self.opt_w, self.weights, self.device,
-                                     self.micro_batches, self.grad_clip, self.kwargs, self.precision_w, cache)
-        loss_a = None
-        if batch_b is not None:
-            with frozen(self.weights):
-                loss_a, _ = optimise(self.net, batch_b, self.loss_fn, self.opt_a, self.arch, self.device,
-                                     self.micro_batches, None, self.kwargs, self.precision_a, cache)
-        return loss_w, loss_a, shown
+        return search_step(self.net, self.loss_fn, self.opt_w, self.opt_a, self.weights, self.arch, batch_a, batch_b,
+                           self.device, self.micro_batches, self.grad_clip, self.kwargs, self.precision_w,
+                           self.precision_a, cache)
 
     def _on_side_stream(self, fn: Callable):
         self.stream.wait_stream(torch.cuda.current_stream(self.device))

@@ -62,3 +62,26 @@ def train_step(net: nn.Module, batch: DegradedBatch, loss_fn: Callable, opt: tor
     total, shown = optimise(net, batch, loss_fn, opt, params, device, micro_batches, grad_clip, forward_kwargs,
                             precision)
     return float(total), shown
+
+
+def search_step(net: nn.Module, loss_fn: Callable, opt_w: torch.optim.Optimizer, opt_a: torch.optim.Optimizer,
+                weights: Sequence[nn.Parameter], arch: Sequence[nn.Parameter], batch_a: DegradedBatch,
+                batch_b: DegradedBatch | None, device: torch.device, micro_batches: int = 1,
+                grad_clip: float | None = None, forward_kwargs: dict | None = None, precision_w: str = "fp32",
+                precision_a: str = "fp32", autocast_cache: bool = True):
+    """One step of the search's alternation (Algorithm 1): a weight step on ``batch_a`` with
+    alpha/beta frozen, then, when ``batch_b`` is given, a first-order alpha/beta step on it with the
+    weights frozen (no weight gradients). Nothing is read on the host: returns (weight loss,
+    architecture loss or None) as device tensors and the weight step's (inputs, output, targets)."""
+    from frsengine.nas.fused import frozen
+
+    net.train()
+    with frozen(arch):
+        loss_w, shown = optimise(net, batch_a, loss_fn, opt_w, weights, device, micro_batches, grad_clip,
+                                 forward_kwargs, precision_w, autocast_cache)
+    loss_a = None
+    if batch_b is not None:
+        with frozen(weights):
+            loss_a, _ = optimise(net, batch_b, loss_fn, opt_a, arch, device, micro_batches, None, forward_kwargs,
+                                 precision_a, autocast_cache)
+    return loss_w, loss_a, shown
