@@ -84,6 +84,10 @@ stage "search step, the authors' search model (batch 8)"
 timeout "$(cap 70)" $STEP --models authors --batches 8 --rounds 3 --paths reference fused fused-graph reference-graph \
     --json "$OUT/search_step_authors.json" 2>&1 | tail -8
 
+stage "per-op micro-benchmarks on the GPU: mixed op, cell, beta aggregation (plain vs CUDA vs Triton kernels)"
+FRS_BENCH_DEVICE=cuda timeout "$(cap 70)" $PY -m pytest -q -p no:cacheprovider benchmarks/test_bench_ops.py 2>&1 \
+    | grep -E "items/s|^machine|passed|failed|error" | head -50
+
 stage "search step, FRSNet batch 4: the other fused modes and bf16"
 timeout "$(cap 70)" $STEP --models frsnet --batches 4 --rounds 3 \
     --paths reference fused-balanced fused-balanced-graph fused-recompute fused-bf16 \

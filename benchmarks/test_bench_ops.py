@@ -20,6 +20,10 @@ the plain modules as autocast runs them, the fused op with its convolutions in b
 
 Peak memory (``peak_mib``): peak resident-set growth of one forward + backward, measured in a fresh
 subprocess after inputs are built and one warm-up call ran (benchmarks/peak.py).
+
+On a GPU (``FRS_BENCH_DEVICE=cuda``) the fused variants are the CUDA and the Triton kernels
+(``fused-cuda``, ``fused-triton``), each call ends with a synchronisation, and the peak is torch's
+peak allocation during one call, in this process.
 """
 from __future__ import annotations
 
@@ -44,21 +48,44 @@ from peak import peak_growth_mib, run_child  # noqa: E402
 
 BATCH = 4
 EDGES = 4
+DEVICE = torch.device(os.environ.get("FRS_BENCH_DEVICE", "cpu"))
+CUDA = DEVICE.type == "cuda"
+if CUDA and not torch.cuda.is_available():
+    pytest.skip("FRS_BENCH_DEVICE=cuda but torch sees no CUDA device here", allow_module_level=True)
 MIXED_SHAPES = [(8, 128), (16, 64), (32, 64), (64, 32)]   # (channels, size)
 # (channels, node size, input sizes): a border node with two arrows, inner nodes with three.
 AGG_SHAPES = [(24, 128, (64, 128)), (48, 64, (32, 64, 128)), (192, 16, (8, 16, 32))]
 CPP = dispatch.unavailable_reason("cpp", torch.device("cpu")) is None
+# The fused variants of this run: the C++ kernels on a CPU ("fused"), the CUDA and Triton ones on a GPU.
+FUSED = ([f"fused-{b}" for b in ("cuda", "triton") if dispatch.unavailable_reason(b, DEVICE) is None] if CUDA
+         else (["fused"] if CPP else []))
+
+
+def _use_backend(variant: str) -> None:
+    """Force the fused variant's implementation (through os.environ: a peak subprocess inherits it)."""
+    os.environ[dispatch.ENV_VAR] = next((b for b in ("cuda", "triton") if f"-{b}" in variant), "cpp")
+
+
+def _timed(run):
+    """``run`` followed by a synchronisation on a GPU (a call's time is its kernels' time)."""
+    if not CUDA:
+        return run
+
+    def synced():
+        run()
+        torch.cuda.synchronize()
+    return synced
 
 
 def _mixed_case(channels: int, size: int, variant: str):
     """A zero-argument fwd+bwd closure for one mixed-op configuration."""
     torch.manual_seed(0)
-    modules = [MixedOp(channels, get_op_set("default")).train() for _ in range(EDGES)]
-    x = torch.randn(BATCH, channels, size, size, requires_grad=True)
-    alpha = torch.randn(EDGES, 4, requires_grad=True)
+    modules = [MixedOp(channels, get_op_set("default")).to(DEVICE).train() for _ in range(EDGES)]
+    x = torch.randn(BATCH, channels, size, size, device=DEVICE, requires_grad=True)
+    alpha = torch.randn(EDGES, 4, device=DEVICE, requires_grad=True)
     params = [x, alpha, *(p for m in modules for p in m.parameters())]
     if variant != "plain":
-        os.environ[dispatch.ENV_VAR] = "cpp"
+        _use_backend(variant)
         conv = variant.removeprefix("fused-")
         if conv in ("stacked", "separate"):
             os.environ["FRSENGINE_MIXED_CONV"] = conv
@@ -69,15 +96,15 @@ def _mixed_case(channels: int, size: int, variant: str):
         for m, w in zip(modules, weights):
             h = m(h, w) if variant == "plain" else mixed_op_module_forward(m, h, w)
         torch.autograd.grad(h, params, torch.ones_like(h))
-    return run
+    return _timed(run)
 
 
 def _agg_case(channels: int, size: int, srcs, variant: str):
     torch.manual_seed(0)
-    xs = [torch.randn(BATCH, channels, s, s, requires_grad=True) for s in srcs]
-    beta = torch.rand(len(xs), requires_grad=True)
+    xs = [torch.randn(BATCH, channels, s, s, device=DEVICE, requires_grad=True) for s in srcs]
+    beta = torch.rand(len(xs), device=DEVICE, requires_grad=True)
     if variant != "plain":
-        os.environ[dispatch.ENV_VAR] = "cpp"
+        _use_backend(variant)
 
     def forward():
         if variant != "plain":
@@ -91,7 +118,7 @@ def _agg_case(channels: int, size: int, srcs, variant: str):
     def run():
         out = forward()
         torch.autograd.grad(out, [*xs, beta], torch.ones_like(out))
-    return run
+    return _timed(run)
 
 
 # (level size, per-block width, branch input (channels, size) by name): nodes of the paper-size
@@ -102,23 +129,24 @@ CELL_SHAPES = [(32, 32, {"down": (48, 64), "same": (96, 32), "up": (192, 16)}),
 
 def _cell_case(size: int, width: int, branches: dict, variant: str):
     torch.manual_seed(0)
-    cell = SearchCell(3, 3, width, 3 * width, {b: c for b, (c, _) in branches.items()}, get_op_set("default")).train()
-    pp = torch.randn(BATCH, 3 * width, size, size, requires_grad=True)
-    xs = {b: torch.randn(BATCH, c, s, s, requires_grad=True) for b, (c, s) in branches.items()}
-    alphas = torch.randn(9, 4, requires_grad=True)
-    betas = torch.rand(len(xs), requires_grad=True)
+    cell = SearchCell(3, 3, width, 3 * width, {b: c for b, (c, _) in branches.items()},
+                      get_op_set("default")).to(DEVICE).train()
+    pp = torch.randn(BATCH, 3 * width, size, size, device=DEVICE, requires_grad=True)
+    xs = {b: torch.randn(BATCH, c, s, s, device=DEVICE, requires_grad=True) for b, (c, s) in branches.items()}
+    alphas = torch.randn(9, 4, device=DEVICE, requires_grad=True)
+    betas = torch.rand(len(xs), device=DEVICE, requires_grad=True)
     params = [pp, alphas, betas, *xs.values(), *cell.parameters()]
     if variant != "plain":
-        os.environ[dispatch.ENV_VAR] = "cpp"
+        _use_backend(variant)
 
     def run():
         a, bs = F.softmax(alphas, -1), list(betas)
         if variant == "plain":
             out = aggregate_branches(cell(pp, xs, a, (size, size)), bs)
         else:
-            out = fused_node(cell, pp, xs, a, bs, (size, size), keep=variant == "fused-keep")
+            out = fused_node(cell, pp, xs, a, bs, (size, size), keep="-keep" in variant)
         torch.autograd.grad(out, params, torch.ones_like(out))
-    return run
+    return _timed(run)
 
 
 def _build(case: dict):
@@ -145,16 +173,27 @@ def _peak_child(case: dict) -> dict:
 
 
 def peak_mib(case: dict) -> float | None:
+    if CUDA:   # torch's allocator counts exactly: no process of its own
+        run = _build(case)
+        run()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        run()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
     result = run_child(__file__, case)
     return None if result is None else result["peak_mib"]
 
 
 BF16 = cpu_has_native_bf16()
-MIXED_VARIANTS = (["plain"] + (["fused", "fused-stacked", "fused-separate"] if CPP else [])
-                  + (["plain-bf16"] + (["fused-bf16"] if CPP else []) if BF16 else []))
-AGG_VARIANTS = ["plain"] + (["fused"] if CPP else [])
-CELL_VARIANTS = (["plain"] + (["fused-keep", "fused-recompute"] if CPP else [])
-                 + (["plain-bf16"] + (["fused-keep-bf16", "fused-recompute-bf16"] if CPP else []) if BF16 else []))
+if CUDA:
+    MIXED_VARIANTS = AGG_VARIANTS = ["plain", *FUSED]
+    CELL_VARIANTS = ["plain", *(f"{f}-{mode}" for f in FUSED for mode in ("keep", "recompute"))]
+else:
+    MIXED_VARIANTS = (["plain"] + (["fused", "fused-stacked", "fused-separate"] if CPP else [])
+                      + (["plain-bf16"] + (["fused-bf16"] if CPP else []) if BF16 else []))
+    AGG_VARIANTS = ["plain"] + (["fused"] if CPP else [])
+    CELL_VARIANTS = (["plain"] + (["fused-keep", "fused-recompute"] if CPP else [])
+                     + (["plain-bf16"] + (["fused-keep-bf16", "fused-recompute-bf16"] if CPP else []) if BF16 else []))
 
 
 @pytest.fixture(autouse=True)
