@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from frsengine.degrade import DegradedBatch
+from frsengine.nas.fused import frozen
 from frsengine.train.data import inputs_and_targets
 from frsengine.train.precision import autocast
 from frsengine.train.run import maybe_no_sync
@@ -73,8 +74,6 @@ def search_step(net: nn.Module, loss_fn: Callable, opt_w: torch.optim.Optimizer,
     alpha/beta frozen, then, when ``batch_b`` is given, a first-order alpha/beta step on it with the
     weights frozen (no weight gradients). Nothing is read on the host: returns (weight loss,
     architecture loss or None) as device tensors and the weight step's (inputs, output, targets)."""
-    from frsengine.nas.fused import frozen
-
     net.train()
     with frozen(arch):
         loss_w, shown = optimise(net, batch_a, loss_fn, opt_w, weights, device, micro_batches, grad_clip,
