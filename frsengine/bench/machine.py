@@ -216,18 +216,44 @@ def describe_machine(threads: int | None = None, gpu: bool = True) -> dict:
     return info
 
 
+def nvidia_smi_gpus() -> list[tuple[str, float]] | None:
+    """(name, memory GiB) of each NVIDIA GPU from ``nvidia-smi``, which creates no CUDA context in
+    this process; None where it is missing or fails."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    gpus = []
+    for line in out.strip().splitlines():
+        name, _, mib = line.rpartition(",")
+        try:
+            gpus.append((name.strip(), round(float(mib) / 1024, 1)))
+        except ValueError:
+            return None
+    return gpus or None
+
+
 def describe_for(threads: int | None, device: str, method: str) -> dict:
     """:func:`describe_machine` for a process whose measurements run in children started by
-    ``method``. For a CUDA device the GPU is described in a child of its own, so this process does
-    not initialise CUDA beside its children (on the H200, 2026-11-28, every CUDA child of the
-    search-step benchmark failed with an illegal memory access while the same steps ran alone; this
-    was one of the differences, the cache release between measurements another; cause not established)."""
-    if device.startswith("cuda"):
+    ``method``. For a CUDA device this process leaves CUDA alone: the GPU comes from nvidia-smi, or
+    is described in a child of its own (on the H200, 2026-11-28, every CUDA child of the search-step
+    benchmark failed with an illegal memory access while the same steps ran alone; a parent that
+    had initialised CUDA was one of the differences, a cache release between measurements another;
+    cause not established)."""
+    if not device.startswith("cuda"):
+        return describe_machine(threads, gpu=method == "spawn")
+    gpus = nvidia_smi_gpus()
+    if gpus is None:
         from frsengine.bench.child import run_in_child
 
         return run_in_child("frsengine.bench.machine:describe_in_child", {"threads": threads}, timeout=300,
                             method="spawn")
-    return describe_machine(threads, gpu=method == "spawn")
+    info = describe_machine(threads, gpu=False)
+    info["gpu"], info["gpu_memory_gib"] = gpus[0]
+    info["gpu_count"] = len(gpus)
+    info["peak"]["gpu"] = gpu_peak(gpus[0][0])
+    return info
 
 
 def describe_in_child(payload: dict) -> dict:

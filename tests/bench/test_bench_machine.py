@@ -97,10 +97,18 @@ def test_header_names_the_bf16_peak_for_bf16_runs():
     assert "GFLOP/s bf16" not in runner.header(info, runner.Options())
 
 
-def test_a_cuda_parent_describes_the_machine_in_a_child():
-    """For CUDA the description comes from a spawned child (the parent keeps no CUDA context); it is
-    the same machine as described here."""
+def test_a_cuda_parent_describes_the_gpu_without_cuda(tmp_path, monkeypatch):
+    """For CUDA the parent leaves CUDA alone: the GPU from nvidia-smi, else a spawned child's
+    description (here: the same machine as described in this process)."""
+    monkeypatch.setenv("PATH", str(tmp_path))   # no nvidia-smi: the child
     here = machine.describe_for(1, "cpu", "spawn")
     there = machine.describe_for(1, "cuda", "spawn")
     assert there["cpu"] == here["cpu"] and there["torch_threads"] == 1
     assert there["gpu"] == here["gpu"]
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771'\n")
+    smi.chmod(0o755)
+    assert machine.nvidia_smi_gpus() == [("NVIDIA H200", 140.4)]
+    info = machine.describe_for(1, "cuda", "spawn")
+    assert (info["gpu"], info["gpu_memory_gib"], info["gpu_count"]) == ("NVIDIA H200", 140.4, 1)
+    assert info["peak"]["gpu"] == machine.gpu_peak("NVIDIA H200") and info["cpu"] == here["cpu"]
