@@ -9,7 +9,8 @@
 #   bash benchmarks/gpu_check.sh core       # build, GPU tests, FRSNet search step at batch 4/8 + largest batch
 #   bash benchmarks/gpu_check.sh rest       # the other benchmarks (a fresh, stamped build is reused)
 #
-# Two calls (core, then rest on the still-warm machine) leave room to fix what core finds.
+# Two calls leave room to fix what core finds: rest within the 30 s a lent machine stays warm keeps
+# the build; on a fresh machine, carry the frsengine/_C*.so that core copied to $OUT.
 set -u
 PART=${1:-all}
 OUT=${OUT:-gpu-out}
