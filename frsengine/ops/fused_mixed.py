@@ -379,12 +379,13 @@ def _update_bn_stats(bns, mean: Tensor, var: Tensor, count: int, repeat: int) ->
     ``repeat`` times each: with a momentum, as two foreach calls per update (the same arithmetic in
     the same order: bit-identical, a few dispatches instead of five per BN)."""
     momentum = bns[0].momentum
-    if momentum is None:  # cumulative average: the factor changes with every update
+    # A cumulative average (the factor changes with every update) or BNs of different momenta: one by one.
+    if momentum is None or any(bn.momentum != momentum for bn in bns):
         for g in range(mean.shape[0]):
             for _ in range(repeat):
                 for k, bn in enumerate(bns):
-                    update_running_stats(bn.running_mean, bn.running_var, mean[g, k], var[g, k], count, None,
-                                         bn.num_batches_tracked)
+                    update_running_stats(bn.running_mean, bn.running_var, mean[g, k], var[g, k], count,
+                                         bn.momentum, bn.num_batches_tracked)
         return
     with torch.no_grad():
         running = [bn.running_mean for bn in bns] + [bn.running_var for bn in bns]

@@ -192,12 +192,14 @@ def test_eager_entry_equals_the_custom_op(backend, keep, use_backend):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
+@pytest.mark.parametrize("momentum", [0.1, None, (0.1, 0.2, None)], ids=["momentum", "cumulative", "mixed"])
 def test_batched_stat_update_is_bit_identical(momentum):
-    """_update_bn_stats (foreach calls) == update_running_stats per group, repeat and BN, in order."""
+    """_update_bn_stats (foreach calls) == update_running_stats per group, repeat and BN, in order
+    (each BN with its own momentum)."""
     torch.manual_seed(0)
-    bns_a = [torch.nn.BatchNorm2d(5, momentum=momentum) for _ in range(3)]
-    bns_b = [torch.nn.BatchNorm2d(5, momentum=momentum) for _ in range(3)]
+    momenta = momentum if isinstance(momentum, tuple) else (momentum,) * 3
+    bns_a = [torch.nn.BatchNorm2d(5, momentum=m) for m in momenta]
+    bns_b = [torch.nn.BatchNorm2d(5, momentum=m) for m in momenta]
     for a, b in zip(bns_a, bns_b):
         a.running_mean.uniform_(-1, 1), a.running_var.uniform_(0.5, 2), a.num_batches_tracked.fill_(3)
         b.load_state_dict(a.state_dict())
@@ -206,7 +208,7 @@ def test_batched_stat_update_is_bit_identical(momentum):
     for g in range(2):
         for _ in range(3):
             for k, bn in enumerate(bns_b):
-                update_running_stats(bn.running_mean, bn.running_var, mean[g, k], var[g, k], 37, momentum,
+                update_running_stats(bn.running_mean, bn.running_var, mean[g, k], var[g, k], 37, bn.momentum,
                                      bn.num_batches_tracked)
     for a, b in zip(bns_a, bns_b):
         for name, t in a.state_dict().items():
