@@ -11,7 +11,7 @@
 #include <vector>
 
 // Bump together with EXT_API_VERSION in frsengine/ops/_ext.py when a schema or semantics change.
-#define FRSENGINE_EXT_API 3
+#define FRSENGINE_EXT_API 4
 
 namespace frsengine {
 
@@ -78,6 +78,18 @@ MixedOpGrads mixed_op_backward_cpu(
     const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean,
     const Tensor& var, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
     int64_t groups, bool need_input_grad, bool need_weight_grad, std::optional<at::ScalarType> conv_dtype);
+// channels_last x (csrc/mixed_op_nhwc.cpp): the same op with the epilogue on NHWC tensors; out, grad x
+// and saved ((3, N, C, H, W) stored (3, N, H, W, C)) come back channels_last.
+bool is_nhwc(const Tensor& x);
+std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_nhwc(
+    const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7, const Tensor& bn_weight,
+    const Tensor& bn_bias, const Tensor& alpha, const Tensor& running_mean, const Tensor& running_var,
+    bool training, double eps, int64_t groups, bool keep, std::optional<at::ScalarType> conv_dtype);
+MixedOpGrads mixed_op_backward_nhwc(
+    const Tensor& grad_out, const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
+    const Tensor& bn_weight, const Tensor& bn_bias, const Tensor& alpha, const Tensor& mean,
+    const Tensor& var, const Tensor& saved, bool training, double eps, int64_t groups, bool need_input_grad,
+    bool need_weight_grad, std::optional<at::ScalarType> conv_dtype);
 Tensor beta_aggregate_forward_cpu(at::TensorList inputs, const Tensor& beta, int64_t out_h, int64_t out_w);
 std::vector<Tensor> beta_aggregate_backward_cpu(const Tensor& grad_out, at::TensorList inputs,
                                                 const Tensor& beta, bool need_input_grad);
@@ -86,6 +98,14 @@ std::vector<Tensor> beta_aggregate_backward_cpu(const Tensor& grad_out, at::Tens
 void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
                          const Tensor& bn_weight, const Tensor& alpha, int64_t groups);
 void check_beta_aggregate_args(at::TensorList inputs, const Tensor& beta);
+
+// Hot CPU inner loops are compiled for AVX-512, AVX2 and baseline x86-64 and picked at load time
+// (the extension is built without -march, so it runs on any x86-64; GCC/Clang function multiversioning).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FRSENGINE_NO_SIMD_CLONES)
+#define FRSENGINE_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FRSENGINE_SIMD_CLONES
+#endif
 
 // Grain of the CPU loops: a task gets at least this many elements, so small tensors run on the
 // calling thread (an OpenMP fork/join costs more than they do, and far more when cores are shared).

@@ -9,7 +9,7 @@
 // contiguous conv outputs read as (n, G*C, H, W) hold one channel per (group, channel): the
 // epilogue below runs unchanged on that view with C' = G*C (BN parameters arrive tiled).
 // Convolutions may run on a channels_last copy of x (faster in oneDNN at small C); their outputs
-// are made contiguous for the epilogue.
+// are made contiguous for the epilogue. A channels_last x runs in mixed_op_nhwc.cpp instead.
 // Backward recomputes z_k from x (nothing but x, parameters and (3, C) statistics is saved), or
 // reads them from `saved` when the forward ran with keep = true:
 //   pass 1: per channel sum g_y, sum g_y x_hat (= grad beta, grad gamma) and the alpha reductions;
@@ -289,9 +289,10 @@ std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool /*stack
 std::vector<Tensor> saved_or_recomputed_convs(const Tensor& saved, const Tensor& x, const Tensor& w3,
                                               const Tensor& w5, const Tensor& w7, const ConvConfig& cfg) {
   if (saved.numel() == 0) return mixed_convs(x, w3, w5, w7, cfg);  // the recompute
-  TORCH_CHECK(saved.dim() == 5 && saved.size(0) == 3 && saved.sizes().slice(1) == x.sizes() && saved.is_contiguous(),
-              "mixed_op: saved conv outputs must be a contiguous (3, N, C, H, W) tensor");
-  return {saved[0], saved[1], saved[2]};
+  TORCH_CHECK(saved.dim() == 5 && saved.size(0) == 3 && saved.sizes().slice(1) == x.sizes(),
+              "mixed_op: saved conv outputs must be a (3, N, C, H, W) tensor");
+  const Tensor s = saved.contiguous();  // a copy only for the outputs of a channels_last x
+  return {s[0], s[1], s[2]};
 }
 
 std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x_in, const Tensor& w3, const Tensor& w5,
@@ -370,7 +371,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
       if (need_weight_grad) gw[k] = own_dtype(std::get<1>(r), w3).contiguous();
     }
   }
-  if (need_input_grad) gx = gx.contiguous();
+  if (need_input_grad) gx = gx.contiguous(x_in.suggest_memory_format());  // channels_last x: stays NHWC
   if (!need_weight_grad)
     for (int k = 0; k < 3; ++k) gw[k] = ws[k]->new_empty({0});
   return {gx, gw[0], gw[1], gw[2]};
@@ -382,6 +383,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
     bool training, double eps, bool stacked, bool channels_last, int64_t groups, bool keep,
     std::optional<at::ScalarType> conv_dtype) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
+  if (channels_last && !stacked && is_nhwc(x_in))
+    return mixed_op_forward_nhwc(x_in, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training,
+                                 eps, groups, keep, conv_dtype);
   const ForwardOperands ops =
       forward_operands(x_in, w3, w5, w7, ConvConfig{stacked, channels_last, conv_dtype}, groups, keep);
   const Tensor &x_full = ops.x_full, &x = ops.x, &saved = ops.saved;
@@ -418,6 +422,9 @@ MixedOpGrads mixed_op_backward_cpu(
     const Tensor& var_t, const Tensor& saved, bool training, double eps, bool stacked, bool channels_last,
     int64_t groups, bool need_input_grad, bool need_weight_grad, std::optional<at::ScalarType> conv_dtype) {
   check_mixed_op_args(x_in, w3, w5, w7, bn_weight, alpha, groups);
+  if (channels_last && !stacked && is_nhwc(x_in))
+    return mixed_op_backward_nhwc(grad_out, x_in, w3, w5, w7, bn_weight, bn_bias, alpha, mean_t, var_t, saved,
+                                  training, eps, groups, need_input_grad, need_weight_grad, conv_dtype);
   const ConvConfig cfg{stacked, channels_last, conv_dtype};
   const BackwardOperands ops = backward_operands(grad_out, x_in, w3, w5, w7, saved, cfg, groups);
   const Tensor &x_full = ops.x_full, &g_full = ops.g_full, &x = ops.x, &g = ops.g;

@@ -161,7 +161,7 @@ def mixed_op_backward(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, 
     x_full, g_full = x.contiguous(), grad_out.contiguous()
     stacked = use_stacked_conv(x.shape[1]) and groups == 1 and saved.numel() == 0
     # The recompute, unless the forward kept the conv outputs.
-    zs = list(saved.unbind(0)) if saved.numel() else mixed_convs(x_full, w3, w5, w7, stacked, conv_dtype)
+    zs = list(saved.contiguous().unbind(0)) if saved.numel() else mixed_convs(x_full, w3, w5, w7, stacked, conv_dtype)
     x, g = grouped_view(x_full, groups), grouped_view(g_full, groups)
     zs = [grouped_view(z, groups) for z in zs] if groups > 1 else zs
     n, c, h, w = x.shape

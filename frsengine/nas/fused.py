@@ -40,15 +40,48 @@ from torch.utils.checkpoint import checkpoint
 
 from frsengine.nas.cell import SearchCell, edge_index, resample
 from frsengine.nas.ops import ConvBR
+from frsengine.ops.conv_stack import use_channels_last
 from frsengine.ops.fused_mixed import DEFAULT_OP_NAMES, mixed_op_module_forward
 
 
-def _interleave(ts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """G tensors (n, C, H, W) -> (n*G, C, H, W) with index i*G + g."""
-    if len(ts) == 1:
-        return ts[0]
+def node_layout(x: torch.Tensor) -> torch.memory_format:
+    """The layout a fused node computes in: channels_last where the mixed op's convolutions run
+    channels_last (the CPU; ``FRSENGINE_CONV_LAYOUT``), so its kernels need no layout copies."""
+    return torch.channels_last if use_channels_last(x.device) else torch.contiguous_format
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1)
+
+
+def _interleave(ts: Sequence[torch.Tensor], fmt: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """G tensors (n, C, H, W) -> (n*G, C, H, W) with index i*G + g, in layout ``fmt`` (one copy)."""
     n, c, h, w = ts[0].shape
-    return torch.stack(ts, 1).reshape(n * len(ts), c, h, w)
+    if len(ts) == 1:
+        out = ts[0]
+    elif fmt == torch.channels_last:
+        out = torch.stack([_nhwc(t) for t in ts], 1).reshape(n * len(ts), h, w, c).permute(0, 3, 1, 2)
+    else:
+        out = torch.stack(ts, 1).reshape(n * len(ts), c, h, w)
+    return out.contiguous(memory_format=fmt)
+
+
+def _repeat_groups(y: torch.Tensor, groups: int, fmt: torch.memory_format) -> torch.Tensor:
+    """(n, C, H, W) -> (n*G, C, H, W), sample i repeated G times (index i*G + g), in layout ``fmt``."""
+    n, c, h, w = y.shape
+    if fmt == torch.channels_last:
+        return _nhwc(y).unsqueeze(1).expand(n, groups, h, w, c).reshape(n * groups, h, w, c).permute(0, 3, 1, 2)
+    return y.unsqueeze(1).expand(n, groups, c, h, w).reshape(n * groups, c, h, w)
+
+
+def _branch_sum(s: torch.Tensor, w: torch.Tensor, n: int, fmt: torch.memory_format) -> torch.Tensor:
+    """sum_g w[g] * s[i*G + g]: (n*G, C, H, W) -> (n, C, H, W) in layout ``fmt`` (summed over the
+    NHWC view when channels_last: the result, and so what the next nodes compute in, stays NHWC)."""
+    groups = w.shape[1]
+    if fmt == torch.channels_last:
+        _, c, h, wd = s.shape
+        return (_nhwc(s).reshape(n, groups, h, wd, c) * w).sum(1).permute(0, 3, 1, 2)
+    return (s.view(n, groups, *s.shape[1:]) * w).sum(1)
 
 
 FUSED_MODES = ("keep", "recompute", "checkpoint", "balanced")
@@ -94,11 +127,13 @@ def fused_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[
     ``update_stats=False``: BatchNorm running statistics are left alone (checkpoint recompute)."""
     groups = len(cell.branches)
     s0 = None
+    fmt = node_layout(next(iter(branches.values())))
     if cell.has_prev_prev:
         if prev_prev is None:
             raise ValueError("this cell was built with an H_{l-2} input but got None")
         s0 = _bn_relu(cell.pre_prev, cell.pre_prev.conv(resample(prev_prev, size)), update_stats)
-    s1 = _interleave([pre_branch(cell.pre[b], branches[b], size, update_stats) for b in cell.branches])
+        s0 = s0.contiguous(memory_format=fmt)
+    s1 = _interleave([pre_branch(cell.pre[b], branches[b], size, update_stats) for b in cell.branches], fmt)
     n = s1.shape[0] // groups
     states = [s0, s1]
     for block in range(cell.steps):
@@ -111,14 +146,13 @@ def fused_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[
             if src == 0:
                 y = mixed_op_module_forward(edge, h, a, groups=1, keep=keep, repeat_updates=groups,
                                             update_stats=update_stats)
-                y = y.unsqueeze(1).expand(n, groups, *y.shape[1:]).reshape(n * groups, *y.shape[1:])
+                y = _repeat_groups(y, groups, fmt)
             else:
                 y = mixed_op_module_forward(edge, h, a, groups=groups, keep=keep, update_stats=update_stats)
             acc = y if acc is None else acc + y
         states.append(acc)
     w = torch.stack(list(betas)).view(1, groups, 1, 1, 1)
-    outs = [(s.view(n, groups, *s.shape[1:]) * w).sum(1) for s in states[-cell.block_multiplier:]]
-    return torch.cat(outs, dim=1)
+    return torch.cat([_branch_sum(s, w, n, fmt) for s in states[-cell.block_multiplier:]], dim=1)
 
 
 def checkpointed_node(cell: SearchCell, prev_prev: torch.Tensor | None, branches: dict[str, torch.Tensor],

@@ -15,7 +15,7 @@ import torch
 
 # Bump together with FRSENGINE_EXT_API in csrc/frsengine_ops.h whenever a native op's schema or
 # semantics change: an extension built from older sources is then reported stale, never called.
-EXT_API_VERSION = 3
+EXT_API_VERSION = 4
 
 _state: dict[str, object] = {}
 

@@ -12,8 +12,11 @@ there). csrc/mixed_op.cpp has the C++ twin of these helpers.
 Layout: the epilogues work on contiguous NCHW tensors, but oneDNN convolves small channel counts
 far faster in channels_last (three convs fwd+bwd, batch 12, quiet 2-core CPU: 1.8x at C=8 128px,
 1.2-1.4x at C=16-64), and converting the outputs back costs less than that gain. So on CPU the
-convolutions read a channels_last copy of x and their outputs are made contiguous;
-``FRSENGINE_CONV_LAYOUT=channels_last|contiguous`` overrides the per-device default.
+convolutions read a channels_last copy of x and their outputs are made contiguous — unless x is
+channels_last already: the fused supernet's nodes then compute in channels_last throughout
+(``frsengine.nas.fused.node_layout``) and the C++ kernels run their epilogue on the NHWC tensors
+(csrc/mixed_op_nhwc.cpp), with no copies at all. ``FRSENGINE_CONV_LAYOUT=channels_last|contiguous``
+overrides the per-device default.
 """
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ normalised with its own batch statistics — the supernet's batched cells (frsen
 
 Layouts: ``bn_weight``, ``bn_bias`` and running statistics are (3, C), rows in kernel-size order;
 returned statistics are (G, 3, C); ``alpha`` holds the 4 normalised weights in op-set order (skip,
-3x3, 5x5, 7x7).
+3x3, 5x5, 7x7). ``out``, ``saved`` and grad x are laid out like ``x``: channels_last for an NHWC x
+(:func:`memory_format_of`; the C++ CPU kernels then run on the NHWC tensors oneDNN convolves, with
+no layout copies), contiguous otherwise.
 
 Precision: ``conv_dtype`` runs the three convolutions in another dtype (bfloat16/float16) while
 statistics, BatchNorm, ReLU and the alpha-weighted sum stay in x's dtype. The module wrappers take
@@ -172,6 +174,22 @@ def autocast_conv_dtype(device_type: str) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
 
 
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """``channels_last`` for an NHWC-strided x (the op's outputs then are too), else contiguous."""
+    nhwc = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return torch.channels_last if nhwc else torch.contiguous_format
+
+
+def _saved_like(x: Tensor, keep: bool) -> Tensor:
+    """An empty ``saved`` of the layout the op returns: (3, N, C, H, W), each z_k laid out like x."""
+    if not keep:
+        return x.new_empty(0)
+    if memory_format_of(x) == torch.channels_last:
+        n, c, h, w = x.shape
+        return x.new_empty((3, n, h, w, c)).permute(0, 1, 4, 2, 3)
+    return x.new_empty((3, *x.shape))
+
+
 def _check_groups(x: Tensor, groups: int) -> None:
     if groups < 1 or x.shape[0] % groups:
         raise ValueError(f"mixed_op: batch {x.shape[0]} is not a multiple of groups={groups}")
@@ -201,15 +219,21 @@ def _forward(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var
         out, mean, var, saved = impl.forward(x, w3, w5, w7, _tile(bn_weight, groups), _tile(bn_bias, groups),
                                              alpha, _tile(running_mean, groups), _tile(running_var, groups),
                                              training, eps, groups, keep, conv_dtype)
-    return out, _untile(mean, groups), _untile(var, groups), saved
+    fmt = memory_format_of(x)
+    if fmt == torch.channels_last and keep and not _is_nhwc_saved(saved):   # backends that ran NCHW
+        saved = _saved_like(x, True).copy_(saved)
+    return out.contiguous(memory_format=fmt), _untile(mean, groups), _untile(var, groups), saved
+
+
+def _is_nhwc_saved(saved: Tensor) -> bool:
+    return saved.dim() == 5 and saved.permute(0, 1, 3, 4, 2).is_contiguous()
 
 
 @mixed_op.register_fake
 def _(x, w3, w5, w7, bn_weight, bn_bias, alpha, running_mean, running_var, training, eps, groups=1, keep=False,
       conv_dtype=None):
     stats = bn_weight.new_empty((groups, *bn_weight.shape))
-    saved = x.new_empty((3, *x.shape)) if keep else x.new_empty(0)
-    return torch.empty_like(x), stats, torch.empty_like(stats), saved
+    return torch.empty_like(x, memory_format=memory_format_of(x)), stats, torch.empty_like(stats), _saved_like(x, keep)
 
 
 @torch.library.custom_op("frsengine::mixed_op_backward", mutates_args=())
@@ -232,13 +256,15 @@ def _backward_impl(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var
                                                    _tile(bn_bias, groups), alpha, mean_t, var_t, saved, training,
                                                    eps, groups, need_input_grad, need_weight_grad, conv_dtype)
     c = bn_weight.shape[1]
+    if need_input_grad:
+        gx = gx.contiguous(memory_format=memory_format_of(x))
     return gx, g3, g5, g7, gg.reshape(3, groups, c).sum(1), gb.reshape(3, groups, c).sum(1), ga
 
 
 @mixed_op_backward.register_fake
 def _(grad_out, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, training, eps, groups,
       need_input_grad, need_weight_grad, conv_dtype=None):
-    gx = torch.empty_like(x) if need_input_grad else x.new_empty(0)
+    gx = torch.empty_like(x, memory_format=memory_format_of(x)) if need_input_grad else x.new_empty(0)
     gws = [torch.empty_like(w) if need_weight_grad else w.new_empty(0) for w in (w3, w5, w7)]
     return (gx, *gws, torch.empty_like(bn_weight), torch.empty_like(bn_bias), torch.empty_like(alpha))
 
@@ -257,9 +283,9 @@ def _input_grads(ctx, grad_out, backward_op):
     x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved = ctx.saved_tensors
     need = ctx.needs_input_grad
     need_x, need_w = need[0], any(need[1:4])
-    gx, g3, g5, g7, gg, gb, ga = backward_op(grad_out.contiguous(), x, w3, w5, w7, bn_weight, bn_bias, alpha, mean,
-                                             var, saved, ctx.training, ctx.eps, ctx.groups, need_x, need_w,
-                                             ctx.conv_dtype)
+    g = grad_out.contiguous(memory_format=memory_format_of(x))
+    gx, g3, g5, g7, gg, gb, ga = backward_op(g, x, w3, w5, w7, bn_weight, bn_bias, alpha, mean, var, saved, ctx.training,
+                                             ctx.eps, ctx.groups, need_x, need_w, ctx.conv_dtype)
     return (gx if need_x else None, g3 if need_w else None, g5 if need_w else None, g7 if need_w else None,
             gg, gb, ga, None, None, None, None, None, None, None)
 

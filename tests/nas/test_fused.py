@@ -51,7 +51,10 @@ def _loss(model, args, kwargs):
 
 @pytest.mark.parametrize("network", ["frsnet", "mfpsnet"])
 @pytest.mark.parametrize("mode", FUSED_MODES)
-def test_fused_supernet_matches_plain(network, mode):
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_fused_supernet_matches_plain(network, mode, layout, monkeypatch):
+    """channels_last: the CPU default (nodes and mixed-op kernels run NHWC); contiguous: the GPU's."""
+    monkeypatch.setenv("FRSENGINE_CONV_LAYOUT", layout)
     plain, fused = _pair(network, mode)
     args, kwargs = _inputs(plain)
     lp, outs_p = _loss(plain, args, kwargs)
@@ -228,3 +231,24 @@ def test_unknown_fused_mode_is_refused():
     plain, _ = _pair("frsnet")
     with pytest.raises(ValueError, match="fused mode 'fast'"):
         use_fused_search(plain, mode="fast")
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_mixed_ops_see_the_node_layout(layout, monkeypatch):
+    """Every fused mixed op gets its input in the node's layout (no layout copy inside the op)."""
+    from frsengine.ops import fused_mixed
+
+    monkeypatch.setenv("FRSENGINE_CONV_LAYOUT", layout)
+    seen = []
+    forward = fused_mixed._forward
+
+    def spy(x, *args):
+        seen.append(fused_mixed.memory_format_of(x))
+        return forward(x, *args)
+
+    monkeypatch.setattr(fused_mixed, "_forward", spy)
+    _, fused = _pair("frsnet")
+    args, kwargs = _inputs(fused)
+    _loss(fused, args, kwargs)[0].backward()
+    want = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert seen and set(seen) == {want}, set(seen)

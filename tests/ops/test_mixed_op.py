@@ -18,20 +18,27 @@ BACKENDS = ["reference", "cpp", "triton"]
 SHAPES = sample_shapes(5, seed=4)          # the CPU implementations
 SMALL_SHAPES = sample_shapes(3, seed=5, channels=(4, 8), sizes=(8, 12), batch=(1, 2))  # Triton interpreter
 FWD_RTOL, GRAD_RTOL, STATS_RTOL = 1e-5, 1e-4, 1e-5
+LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
+
+
+def _assert_layout(t, layout, what):
+    """The op's outputs are laid out like its input (the C++ CPU kernels run NHWC on an NHWC x)."""
+    assert t.is_contiguous(memory_format=LAYOUTS[layout]), f"{what}: strides {t.stride()} are not {layout}"
 
 
 def _shapes(backend):
     return SMALL_SHAPES if backend == "triton" else SHAPES
 
 
-def _compare_with_oracle(shape, training, conv_mode, monkeypatch):
+def _compare_with_oracle(shape, training, conv_mode, monkeypatch, layout="nchw"):
     n, c, h, w = shape
     monkeypatch.setenv("FRSENGINE_MIXED_CONV", conv_mode)
     oracle, fused = oracle_pair(c, training)
-    x = torch.randn(n, c, h, w, requires_grad=True)
+    x = torch.randn(n, c, h, w).contiguous(memory_format=LAYOUTS[layout]).requires_grad_()
     a = torch.softmax(torch.randn(4), 0).requires_grad_()
     want = oracle(x, a)
     got = mixed_op_module_forward(fused, x, a)
+    _assert_layout(got, layout, f"forward {shape}")
     assert_close(got, want, FWD_RTOL, f"forward {shape}")
     g = torch.randn_like(want)
     wants = torch.autograd.grad(want, [x, a, *oracle.parameters()], g)
@@ -48,11 +55,13 @@ def _compare_with_oracle(shape, training, conv_mode, monkeypatch):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_matches_oracle(backend, training, use_backend, monkeypatch):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_matches_oracle(backend, training, layout, use_backend, monkeypatch):
     use_backend(backend)
     for i, shape in enumerate(_shapes(backend)):
-        # Alternate the convolution strategy so both are covered at every width.
-        _compare_with_oracle(shape, training, "stacked" if i % 2 == 0 else "separate", monkeypatch)
+        # Alternate the convolution strategy so both are covered at every width (on an NHWC x the
+        # C++ kernels run NHWC with separate convolutions, NCHW with the stacked one).
+        _compare_with_oracle(shape, training, "stacked" if i % 2 == 0 else "separate", monkeypatch, layout)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -71,17 +80,19 @@ def test_momentum_none_cumulative_average(backend, use_backend):
         assert_close(bg.double(), bw.double(), STATS_RTOL, name)
 
 
-def _grouped_case(groups, n, c, h, w, training, keep):
+def _grouped_case(groups, n, c, h, w, training, keep, layout="nchw"):
     """The fused op on G groups interleaved along the batch vs the oracle run on each group in turn."""
     oracle, fused = oracle_pair(c, training)
     xs = [torch.randn(n, c, h, w) for _ in range(groups)]
     a = torch.softmax(torch.randn(4), 0)
     a_o, a_f = a.clone().requires_grad_(), a.clone().requires_grad_()
     xs_o = [x.clone().requires_grad_() for x in xs]
-    x_f = torch.stack(xs, 1).reshape(n * groups, c, h, w).requires_grad_()   # index i*G + g
+    x_f = torch.stack(xs, 1).reshape(n * groups, c, h, w)   # index i*G + g
+    x_f = x_f.contiguous(memory_format=LAYOUTS[layout]).requires_grad_()
     want = torch.stack([oracle(x, a_o) for x in xs_o], 1).reshape(n * groups, c, h, w)
     got = mixed_op_module_forward(fused, x_f, a_f, groups=groups, keep=keep)
-    tag = f"G={groups} {(n, c, h, w)} {'train' if training else 'eval'} keep={keep}"
+    tag = f"G={groups} {(n, c, h, w)} {'train' if training else 'eval'} keep={keep} {layout}"
+    _assert_layout(got, layout, f"forward {tag}")
     assert_close(got, want, FWD_RTOL, f"forward {tag}")
     g = torch.randn_like(want)
     wants = torch.autograd.grad(want, [*xs_o, a_o, *oracle.parameters()], g)
@@ -99,18 +110,20 @@ def _grouped_case(groups, n, c, h, w, training, keep):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_grouped_batch_matches_oracle_per_group(backend, training, use_backend):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_grouped_batch_matches_oracle_per_group(backend, training, layout, use_backend):
     """Batched branches: per-group BN statistics and updates equal running the groups one by one."""
     use_backend(backend)
     for i, (n, c, h, w) in enumerate(_shapes(backend)[:3]):
-        _grouped_case(2 + i % 2, n, c, h, w, training, keep=i % 2 == 0)
+        _grouped_case(2 + i % 2, n, c, h, w, training, keep=i % 2 == 0, layout=layout)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_keep_mode_matches_recompute(backend, use_backend):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_keep_mode_matches_recompute(backend, layout, use_backend):
     use_backend(backend)
     n, c, h, w = _shapes(backend)[0]
-    _grouped_case(1, n, c, h, w, True, keep=True)
+    _grouped_case(1, n, c, h, w, True, keep=True, layout=layout)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
@@ -152,11 +165,11 @@ def test_saves_only_input_parameters_and_statistics(backend, use_backend):
     assert 4 * x.numel() <= sum(saved) <= 4 * x.numel() + 2 * weights + 64 * c, saved
 
 
-def _op_args(dtype, training, n=2, c=3, h=5, w=6):
+def _op_args(dtype, training, n=2, c=3, h=5, w=6, layout="nchw"):
     m = random_mixed_op(c, training, dtype)
     convs = m.ops[1:]
     stack = lambda attr: torch.stack([getattr(op.bn, attr) for op in convs]).detach()
-    return (torch.randn(n, c, h, w, dtype=dtype, requires_grad=True),
+    return (torch.randn(n, c, h, w, dtype=dtype).contiguous(memory_format=LAYOUTS[layout]).requires_grad_(),
             *(op.conv.weight.detach().clone().requires_grad_() for op in convs),
             stack("weight").requires_grad_(), stack("bias").requires_grad_(),
             torch.softmax(torch.randn(4, dtype=dtype), 0).requires_grad_(),
@@ -167,21 +180,23 @@ def _op_args(dtype, training, n=2, c=3, h=5, w=6):
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("conv_mode", ["stacked", "separate"])
 @pytest.mark.parametrize("entry", [mixed_op, run_mixed_op], ids=["custom_op", "eager"])
-def test_gradcheck_float64(backend, training, conv_mode, entry, use_backend, single_thread, monkeypatch):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_gradcheck_float64(backend, training, conv_mode, entry, layout, use_backend, single_thread, monkeypatch):
     use_backend(backend)
     monkeypatch.setenv("FRSENGINE_MIXED_CONV", conv_mode)
-    args = _op_args(torch.float64, training, n=2, c=2, h=5, w=4)
+    args = _op_args(torch.float64, training, n=2, c=2, h=5, w=4, layout=layout)
     fn = lambda *t: entry(*t, *args[7:])[0]
     assert torch.autograd.gradcheck(fn, args[:7], eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
 @pytest.mark.parametrize("keep", [False, True], ids=["recompute", "keep"])
-def test_eager_entry_equals_the_custom_op(backend, keep, use_backend):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_eager_entry_equals_the_custom_op(backend, keep, layout, use_backend):
     """run_mixed_op (autograd.Function, used in eager mode) and the declared custom op run the same
     implementations: outputs, statistics and every gradient are bit-identical."""
     use_backend(backend)
-    args = _op_args(torch.float32, True, n=4)
+    args = _op_args(torch.float32, True, n=4, layout=layout)
     results = []
     for entry in (mixed_op, run_mixed_op):
         out, mean, var, saved = entry(*args, 2, keep)
@@ -218,9 +233,10 @@ def test_batched_stat_update_is_bit_identical(momentum):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_opcheck(backend, training, use_backend, single_thread):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_opcheck(backend, training, layout, use_backend, single_thread):
     use_backend(backend)
-    args = _op_args(torch.float32, training)
+    args = _op_args(torch.float32, training, layout=layout)
     torch.library.opcheck(torch.ops.frsengine.mixed_op.default, args)
     out, mean, var, saved = mixed_op(*args)
     g = torch.randn_like(out)
@@ -229,7 +245,7 @@ def test_opcheck(backend, training, use_backend, single_thread):
                           (g, *detached[:7], mean, var, saved, training, 1e-5, 1, True, False),
                           test_utils=("test_schema", "test_faketensor"))
     # Grouped batch (2 groups of 2), conv outputs kept.
-    args = _op_args(torch.float32, training, n=4)
+    args = _op_args(torch.float32, training, n=4, layout=layout)
     torch.library.opcheck(torch.ops.frsengine.mixed_op.default, (*args, 2, True))
 
 
@@ -255,12 +271,13 @@ def test_weight_grads_skipped_when_not_needed(backend, use_backend, monkeypatch)
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpp"])
-def test_torch_compile_traces_the_op(backend, use_backend):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_torch_compile_traces_the_op(backend, layout, use_backend):
     """fullgraph=True: the op (fake impl) and the running-statistics update trace without breaks."""
     use_backend(backend)
     oracle, fused = oracle_pair(4, True)
     compiled = torch.compile(lambda t, a: mixed_op_module_forward(fused, t, a), backend="aot_eager", fullgraph=True)
-    x = torch.randn(2, 4, 8, 8, requires_grad=True)
+    x = torch.randn(2, 4, 8, 8).contiguous(memory_format=LAYOUTS[layout]).requires_grad_()
     a = torch.softmax(torch.randn(4), 0)
     got, want = compiled(x, a), oracle(x, a)
     assert_close(got, want, FWD_RTOL, "compiled forward")
