@@ -7,7 +7,8 @@ chain, as the blocks of a cell feed each other, so activations kept for backward
 a supernet), forward + backward in training mode, batch 4. Baseline: ``frsengine.nas.ops.MixedOp``
 under autograd. Fused: the ``frsengine::mixed_op`` custom op with the C++ kernels, with the
 automatic conv strategy and with each strategy forced (the measurement behind
-conv_stack.STACKED_MAX_CHANNELS).
+conv_stack.STACKED_MAX_CHANNELS); ``fused-nhwc``: the same chain on a channels_last input, as the
+fused supernet runs it on a CPU (the kernels then run NHWC, csrc/mixed_op_nhwc.cpp).
 beta aggregation: resample up to three inputs to the node size and take the beta-weighted sum,
 forward + backward. Baseline: F.interpolate(align_corners=True) + sum under autograd.
 
@@ -81,7 +82,8 @@ def _mixed_case(channels: int, size: int, variant: str):
     """A zero-argument fwd+bwd closure for one mixed-op configuration."""
     torch.manual_seed(0)
     modules = [MixedOp(channels, get_op_set("default")).to(DEVICE).train() for _ in range(EDGES)]
-    x = torch.randn(BATCH, channels, size, size, device=DEVICE, requires_grad=True)
+    fmt = torch.channels_last if variant == "fused-nhwc" else torch.contiguous_format
+    x = torch.randn(BATCH, channels, size, size, device=DEVICE).contiguous(memory_format=fmt).requires_grad_()
     alpha = torch.randn(EDGES, 4, device=DEVICE, requires_grad=True)
     params = [x, alpha, *(p for m in modules for p in m.parameters())]
     if variant != "plain":
@@ -189,7 +191,7 @@ if CUDA:
     MIXED_VARIANTS = AGG_VARIANTS = ["plain", *FUSED]
     CELL_VARIANTS = ["plain", *(f"{f}-{mode}" for f in FUSED for mode in ("keep", "recompute"))]
 else:
-    MIXED_VARIANTS = (["plain"] + (["fused", "fused-stacked", "fused-separate"] if CPP else [])
+    MIXED_VARIANTS = (["plain"] + (["fused", "fused-nhwc", "fused-stacked", "fused-separate"] if CPP else [])
                       + (["plain-bf16"] + (["fused-bf16"] if CPP else []) if BF16 else []))
     AGG_VARIANTS = ["plain"] + (["fused"] if CPP else [])
     CELL_VARIANTS = (["plain"] + (["fused-keep", "fused-recompute"] if CPP else [])
