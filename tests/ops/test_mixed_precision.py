@@ -36,14 +36,16 @@ def _run(module, x, a, keep, autocast):
     return out, grads, list(module.buffers())
 
 
-@pytest.mark.parametrize("backend", ["cpp", "triton"])
+@pytest.mark.parametrize("backend,layout", [("cpp", "nchw"), ("cpp", "nhwc"), ("triton", "nchw")])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("keep", [True, False], ids=["keep", "recompute"])
-def test_bf16_convs_match_reference_policy(backend, training, keep, use_backend, monkeypatch):
+def test_bf16_convs_match_reference_policy(backend, layout, training, keep, use_backend, monkeypatch):
+    """nhwc: a channels_last input, on which the C++ kernels run NHWC."""
+    fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
     # The Triton interpreter takes seconds per shape: the small one only.
     for n, c, h, w in (SHAPES[1:] if backend == "triton" else SHAPES):
         module, _ = oracle_pair(c, training)
-        x, a = torch.randn(n, c, h, w), torch.softmax(torch.randn(4), 0)
+        x, a = torch.randn(n, c, h, w).contiguous(memory_format=fmt), torch.softmax(torch.randn(4), 0)
         monkeypatch.setenv(dispatch.ENV_VAR, "reference")
         want, want_grads, want_bufs = _run(module, x, a, keep, autocast=True)
         use_backend(backend)
