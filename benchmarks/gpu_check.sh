@@ -105,6 +105,13 @@ FRS_BENCH_DEVICE=cuda FRS_BENCH_BATCHES=32 timeout "$(cap 60)" $PY -m pytest -q 
 stage "degradation throughput (torch on CUDA vs the CPU baseline)"
 timeout "$(cap 40)" $PY -m pytest -q -p no:cacheprovider benchmarks/test_bench_degrade.py -k "test_degrade_throughput and (cuda or opencv)" \
     2>&1 | grep -v "^ *$" | tail -14
+
+# Whether an NHWC CUDA epilogue (as csrc/mixed_op_nhwc.cpp on CPU) would pay: the fused nodes in
+# channels_last (cuDNN's NHWC convolutions) with today's NCHW CUDA epilogue (layout copies around
+# it); compare its fused/reference ratio with the core stage's. The reference is the same plain path.
+stage "search step, FRSNet batch 4, fused nodes in channels_last (FRSENGINE_CONV_LAYOUT=channels_last)"
+FRSENGINE_CONV_LAYOUT=channels_last timeout "$(cap 50)" $STEP --models frsnet --batches 4 --rounds 3 \
+    --paths reference fused fused-graph --json "$OUT/search_step_frsnet_nhwc.json" 2>&1 | tail -5
 }
 
 {
