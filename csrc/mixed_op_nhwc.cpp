@@ -82,14 +82,15 @@ void add_chunks(const std::vector<double>& part, const Geometry& s, double* tota
 }
 
 template <typename T>
-FRSENGINE_SIMD_CLONES __attribute__((noinline)) void sum_block(const T* __restrict__ z, int64_t n, T* __restrict__ acc) {
+FRSENGINE_SIMD_CLONES __attribute__((noinline))
+void sum_block(const T* __restrict__ z, int64_t n, T* __restrict__ acc) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) acc[j] += z[j];
 }
 
 template <typename T>
-FRSENGINE_SIMD_CLONES __attribute__((noinline)) void sq_block(const T* __restrict__ z, int64_t n, const T* __restrict__ mean,
-                                        T* __restrict__ acc) {
+FRSENGINE_SIMD_CLONES __attribute__((noinline))
+void sq_block(const T* __restrict__ z, int64_t n, const T* __restrict__ mean, T* __restrict__ acc) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
     const T d = z[j] - mean[j];
@@ -107,7 +108,8 @@ void batch_stats(const T* const z[3], const Geometry& s, double* mean, double* v
         const auto [first, last] = s.range(t);
         for (int k = 0; k < 3; ++k) {
           std::fill(acc.begin(), acc.end(), T(0));
-          for (int64_t off = first; off < last; off += s.L) block(z[k] + off, std::min(s.L, last - off), k, t, acc.data());
+          for (int64_t off = first; off < last; off += s.L)
+            block(z[k] + off, std::min(s.L, last - off), k, t, acc.data());
           fold(acc.data(), s, part.data() + (t * 3 + k) * s.C);
         }
       }
@@ -122,7 +124,9 @@ void batch_stats(const T* const z[3], const Geometry& s, double* mean, double* v
   std::vector<double> mean_rounded(3 * s.CT);
   for (int64_t i = 0; i < 3 * s.CT; ++i) mean_rounded[i] = static_cast<T>(mean[i]);
   const std::vector<T> mf = expand<T>(s, mean_rounded.data());
-  chunk_sums([&](const T* zp, int64_t n, int k, int64_t t, T* acc) { sq_block(zp, n, row_of(mf, s, s.group(t), k), acc); });
+  chunk_sums([&](const T* zp, int64_t n, int k, int64_t t, T* acc) {
+    sq_block(zp, n, row_of(mf, s, s.group(t), k), acc);
+  });
   add_chunks(part, s, var);
   for (int64_t i = 0; i < 3 * s.CT; ++i) {
     const double d = mean[i] - mean_rounded[i];
@@ -131,12 +135,11 @@ void batch_stats(const T* const z[3], const Geometry& s, double* mean, double* v
 }
 
 template <typename T>
-FRSENGINE_SIMD_CLONES __attribute__((noinline)) void epilogue_block(const T* __restrict__ x, const T* __restrict__ z0, const T* __restrict__ z1,
-                                              const T* __restrict__ z2, T* __restrict__ out, int64_t n,
-                                              const T* __restrict__ s0, const T* __restrict__ s1,
-                                              const T* __restrict__ s2, const T* __restrict__ h0,
-                                              const T* __restrict__ h1, const T* __restrict__ h2, T a0, T a1,
-                                              T a2, T a3) {
+FRSENGINE_SIMD_CLONES __attribute__((noinline))
+void epilogue_block(const T* __restrict__ x, const T* __restrict__ z0, const T* __restrict__ z1,
+                    const T* __restrict__ z2, T* __restrict__ out, int64_t n, const T* __restrict__ s0,
+                    const T* __restrict__ s1, const T* __restrict__ s2, const T* __restrict__ h0,
+                    const T* __restrict__ h1, const T* __restrict__ h2, T a0, T a1, T a2, T a3) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
     const T y0 = z0[j] * s0[j] + h0[j], y1 = z1[j] * s1[j] + h1[j], y2 = z2[j] * s2[j] + h2[j];
@@ -164,10 +167,10 @@ void forward_epilogue(const T* x, const T* const z[3], const Geometry& s, const 
 // Backward pass 1, one block of one branch: lanes of sum g_y, sum g_y x_hat, sum g ReLU(y).
 // (Non-inlined with restrict pointers, as in mixed_op.cpp: the ReLU mask stays a select.)
 template <typename T>
-FRSENGINE_SIMD_CLONES __attribute__((noinline)) void reduce_block(const T* __restrict__ gp, const T* __restrict__ zp, int64_t n,
-                                            const T* __restrict__ s, const T* __restrict__ h,
-                                            const T* __restrict__ m, const T* __restrict__ is, T ak,
-                                            T* __restrict__ a_gy, T* __restrict__ a_gyx, T* __restrict__ a_gr) {
+FRSENGINE_SIMD_CLONES __attribute__((noinline))
+void reduce_block(const T* __restrict__ gp, const T* __restrict__ zp, int64_t n, const T* __restrict__ s,
+                  const T* __restrict__ h, const T* __restrict__ m, const T* __restrict__ is, T ak,
+                  T* __restrict__ a_gy, T* __restrict__ a_gyx, T* __restrict__ a_gr) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
     const T y = zp[j] * s[j] + h[j];
@@ -179,17 +182,17 @@ FRSENGINE_SIMD_CLONES __attribute__((noinline)) void reduce_block(const T* __res
 }
 
 template <typename T>
-FRSENGINE_SIMD_CLONES __attribute__((noinline)) void dot_block(const T* __restrict__ gp, const T* __restrict__ xp, int64_t n,
-                                         T* __restrict__ acc) {
+FRSENGINE_SIMD_CLONES __attribute__((noinline))
+void dot_block(const T* __restrict__ gp, const T* __restrict__ xp, int64_t n, T* __restrict__ acc) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) acc[j] += gp[j] * xp[j];
 }
 
 template <typename T>
-FRSENGINE_SIMD_CLONES __attribute__((noinline)) void grad_z_block(const T* __restrict__ gp, const T* __restrict__ zp, T* __restrict__ out,
-                                            int64_t n, const T* __restrict__ s, const T* __restrict__ h,
-                                            const T* __restrict__ m, const T* __restrict__ is, T ak,
-                                            const T* __restrict__ mgy, const T* __restrict__ mgyx) {
+FRSENGINE_SIMD_CLONES __attribute__((noinline))
+void grad_z_block(const T* __restrict__ gp, const T* __restrict__ zp, T* __restrict__ out, int64_t n,
+                  const T* __restrict__ s, const T* __restrict__ h, const T* __restrict__ m, const T* __restrict__ is,
+                  T ak, const T* __restrict__ mgy, const T* __restrict__ mgyx) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) {
     const T y = zp[j] * s[j] + h[j];

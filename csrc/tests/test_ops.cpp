@@ -188,14 +188,17 @@ void test_mixed_op_nhwc() {
         const Tensor outs[2][3] = {{std::get<0>(fwd[0]), std::get<1>(fwd[0]), std::get<2>(fwd[0])},
                                    {std::get<0>(fwd[1]), std::get<1>(fwd[1]), std::get<2>(fwd[1])}};
         const char* fwd_names[3] = {"out", "mean", "var"};
-        for (int i = 0; i < 3; ++i) expect_close(outs[1][i], outs[0][i], 1e-12, std::string("nhwc ") + fwd_names[i] + " " + tag);
-        const Tensor got[7] = {std::get<0>(grads[1]), std::get<1>(grads[1]), std::get<2>(grads[1]), std::get<3>(grads[1]),
-                               std::get<4>(grads[1]), std::get<5>(grads[1]), std::get<6>(grads[1])};
+        for (int i = 0; i < 3; ++i)
+          expect_close(outs[1][i], outs[0][i], 1e-12, std::string("nhwc ") + fwd_names[i] + " " + tag);
+        const Tensor got[7] = {std::get<0>(grads[1]), std::get<1>(grads[1]), std::get<2>(grads[1]),
+                               std::get<3>(grads[1]), std::get<4>(grads[1]), std::get<5>(grads[1]),
+                               std::get<6>(grads[1])};
         const Tensor want[7] = {std::get<0>(grads[0]), std::get<1>(grads[0]), std::get<2>(grads[0]),
                                 std::get<3>(grads[0]), std::get<4>(grads[0]), std::get<5>(grads[0]),
                                 std::get<6>(grads[0])};
         const char* names[7] = {"x", "w3", "w5", "w7", "gamma", "beta", "alpha"};
-        for (int i = 0; i < 7; ++i) expect_close(got[i], want[i], 1e-10, std::string("nhwc grad ") + names[i] + " " + tag);
+        for (int i = 0; i < 7; ++i)
+          expect_close(got[i], want[i], 1e-10, std::string("nhwc grad ") + names[i] + " " + tag);
         const bool layouts = std::get<0>(fwd[1]).is_contiguous(at::MemoryFormat::ChannelsLast) &&
                              std::get<0>(grads[1]).is_contiguous(at::MemoryFormat::ChannelsLast) &&
                              (!keep || std::get<3>(fwd[1]).permute({0, 1, 3, 4, 2}).is_contiguous());
