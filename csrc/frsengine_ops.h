@@ -18,6 +18,18 @@ namespace frsengine {
 using at::Tensor;
 using MixedOpGrads = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
+// The mixed op's candidate convolutions, in alpha/BN-row order (padding k / 2, stride 1).
+constexpr int64_t kKernelSizes[3] = {3, 5, 7};
+
+// A small tensor (BN parameters, statistics, alpha) as host doubles.
+std::vector<double> to_doubles(const Tensor& t);
+// Training/eval BatchNorm of the (3, G*C) branches as an affine map per entry: y = z * scale + shift.
+struct BnAffine {
+  std::vector<double> invstd, scale, shift;
+};
+BnAffine bn_affine(const Tensor& gamma, const Tensor& beta, const std::vector<double>& mean,
+                   const std::vector<double>& var, double eps);
+
 // ---- device-independent convolution part of the mixed op (ATen: oneDNN on CPU, cuDNN on GPU)
 // How the three convolutions run: one stacked 7x7 convolution or three; on a channels_last copy of
 // x; in `dtype` (e.g. bfloat16 under autocast: x and the kernels are cast for the convolution, the

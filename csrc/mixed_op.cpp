@@ -25,7 +25,6 @@
 namespace frsengine {
 namespace {
 
-constexpr int64_t kSizes[3] = {3, 5, 7};
 constexpr int64_t kChunk = 256;
 
 // Pointer to plane (n, c) of branch k, for both layouts of mixed_convs' outputs.
@@ -218,12 +217,24 @@ void backward_grad_z(const scalar_t* g, const Branches<scalar_t>& z, const Branc
   });
 }
 
+}  // namespace
+
 std::vector<double> to_doubles(const Tensor& t) {
   Tensor c = t.detach().to(at::kCPU, at::kDouble).contiguous();
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-}  // namespace
+BnAffine bn_affine(const Tensor& gamma_t, const Tensor& beta_t, const std::vector<double>& mean,
+                   const std::vector<double>& var, double eps) {
+  const std::vector<double> gamma = to_doubles(gamma_t), beta = to_doubles(beta_t);
+  BnAffine f{std::vector<double>(mean.size()), std::vector<double>(mean.size()), std::vector<double>(mean.size())};
+  for (size_t i = 0; i < mean.size(); ++i) {
+    f.invstd[i] = 1.0 / std::sqrt(var[i] + eps);
+    f.scale[i] = gamma[i] * f.invstd[i];
+    f.shift[i] = beta[i] - mean[i] * f.scale[i];
+  }
+  return f;
+}
 
 void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
                          const Tensor& bn_weight, const Tensor& alpha, int64_t groups) {
@@ -233,8 +244,8 @@ void check_mixed_op_args(const Tensor& x, const Tensor& w3, const Tensor& w5, co
   const int64_t C = x.size(1);
   const Tensor* ws[3] = {&w3, &w5, &w7};
   for (int k = 0; k < 3; ++k) {
-    TORCH_CHECK(ws[k]->sizes() == at::IntArrayRef({C, C, kSizes[k], kSizes[k]}), "mixed_op: weight ", k,
-                " must be (C, C, ", kSizes[k], ", ", kSizes[k], "), got ", ws[k]->sizes());
+    TORCH_CHECK(ws[k]->sizes() == at::IntArrayRef({C, C, kKernelSizes[k], kKernelSizes[k]}), "mixed_op: weight ", k,
+                " must be (C, C, ", kKernelSizes[k], ", ", kKernelSizes[k], "), got ", ws[k]->sizes());
     TORCH_CHECK(ws[k]->scalar_type() == x.scalar_type(), "mixed_op: dtypes of x and weights differ");
   }
   TORCH_CHECK(bn_weight.sizes() == at::IntArrayRef({3, groups * C}), "mixed_op: bn params must be (3, G*C)");
@@ -302,7 +313,7 @@ std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x_in, const T
   const Tensor x = conv_input(x_in, cfg);
   Tensor saved = at::empty({3, x.size(0), x.size(1), x.size(2), x.size(3)}, x_in.options());
   const Tensor* ws[3] = {&w3, &w5, &w7};
-  for (int k = 0; k < 3; ++k) saved[k].copy_(at::conv2d(x, conv_weight(*ws[k], x_in, cfg), {}, 1, kSizes[k] / 2));
+  for (int k = 0; k < 3; ++k) saved[k].copy_(at::conv2d(x, conv_weight(*ws[k], x_in, cfg), {}, 1, kKernelSizes[k] / 2));
   return {{saved[0], saved[1], saved[2]}, saved};
 }
 
@@ -360,7 +371,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
     }
   } else {
     for (int k = 0; k < 3; ++k) {
-      const int64_t p = kSizes[k] / 2;
+      const int64_t p = kKernelSizes[k] / 2;
       auto r = at::convolution_backward(conv_operand(grads_z[k], cfg.channels_last, cd), x,
                                         conv_weight(*ws[k], x_in, cfg), std::nullopt, {1, 1}, {p, p}, {1, 1},
                                         false, {0, 0}, 1, mask);
@@ -401,13 +412,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_cpu(
       mean = to_doubles(running_mean);
       var = to_doubles(running_var);
     }
-    const std::vector<double> gamma = to_doubles(bn_weight), beta = to_doubles(bn_bias), a = to_doubles(alpha);
-    std::vector<double> scale(3 * C), shift(3 * C);
-    for (int64_t i = 0; i < 3 * C; ++i) {
-      scale[i] = gamma[i] / std::sqrt(var[i] + eps);
-      shift[i] = beta[i] - mean[i] * scale[i];
-    }
-    forward_epilogue<scalar_t>(x.data_ptr<scalar_t>(), z, scale.data(), shift.data(), a.data(), N, C,
+    const std::vector<double> a = to_doubles(alpha);
+    const BnAffine bn = bn_affine(bn_weight, bn_bias, mean, var, eps);
+    forward_epilogue<scalar_t>(x.data_ptr<scalar_t>(), z, bn.scale.data(), bn.shift.data(), a.data(), N, C,
                                out.data_ptr<scalar_t>());
   });
   auto opts = bn_weight.options();
@@ -431,13 +438,9 @@ MixedOpGrads mixed_op_backward_cpu(
   const std::vector<Tensor> &zs = ops.zs, &gzs = ops.gzs;
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3);
   const std::vector<double> mean = to_doubles(mean_t), var = to_doubles(var_t);
-  const std::vector<double> gamma = to_doubles(bn_weight), beta = to_doubles(bn_bias), a = to_doubles(alpha);
-  std::vector<double> invstd(3 * C), scale(3 * C), shift(3 * C);
-  for (int64_t i = 0; i < 3 * C; ++i) {
-    invstd[i] = 1.0 / std::sqrt(var[i] + eps);
-    scale[i] = gamma[i] * invstd[i];
-    shift[i] = beta[i] - mean[i] * scale[i];
-  }
+  const std::vector<double> a = to_doubles(alpha);
+  const BnAffine bn = bn_affine(bn_weight, bn_bias, mean, var, eps);
+  const std::vector<double> &invstd = bn.invstd, &scale = bn.scale, &shift = bn.shift;
   std::vector<double> sum_gy(3 * C), sum_gyx(3 * C), sum_gr(3 * C), sum_gx(C);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mixed_op_backward_cpu", [&] {
     Branches<scalar_t> z(zs, C, HW), gz(gzs, C, HW);

@@ -24,7 +24,6 @@ namespace frsengine {
 namespace {
 
 constexpr int64_t kRows = 256;  // rows per reduction chunk (a multiple of every block height m)
-constexpr int64_t kSizes[3] = {3, 5, 7};
 
 struct Geometry {
   int64_t N, C, HW, G, CT;  // full batch, channels, pixels, groups, G * C
@@ -259,11 +258,6 @@ void backward_grad_z(const T* g, const T* const z[3], T* const gz[3], const Geom
   });
 }
 
-std::vector<double> doubles(const Tensor& t) {
-  Tensor c = t.detach().to(at::kCPU, at::kDouble).contiguous();
-  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-}
-
 Tensor nhwc(const Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
 
 // The three conv outputs as channels_last tensors of x's dtype; with keep, views of one
@@ -279,7 +273,7 @@ std::pair<std::vector<Tensor>, Tensor> convs_nhwc(const Tensor& x, const Tensor&
     saved = at::empty({3, x.size(0), x.size(2), x.size(3), x.size(1)}, x.options()).permute({0, 1, 4, 2, 3});
   std::vector<Tensor> zs;
   for (int k = 0; k < 3; ++k) {
-    Tensor z = at::conv2d(xc, ws[k]->to(cd), {}, 1, kSizes[k] / 2);
+    Tensor z = at::conv2d(xc, ws[k]->to(cd), {}, 1, kKernelSizes[k] / 2);
     if (keep) {
       saved[k].copy_(z);
       zs.push_back(saved[k]);
@@ -316,16 +310,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_op_forward_nhwc(
     if (training) {
       batch_stats<scalar_t>(z, s, mean.data(), var.data());
     } else {
-      mean = doubles(running_mean);
-      var = doubles(running_var);
+      mean = to_doubles(running_mean);
+      var = to_doubles(running_var);
     }
-    const std::vector<double> gamma = doubles(bn_weight), beta = doubles(bn_bias), a = doubles(alpha);
-    std::vector<double> scale(3 * s.CT), shift(3 * s.CT);
-    for (int64_t i = 0; i < 3 * s.CT; ++i) {
-      scale[i] = gamma[i] / std::sqrt(var[i] + eps);
-      shift[i] = beta[i] - mean[i] * scale[i];
-    }
-    forward_epilogue<scalar_t>(x.data_ptr<scalar_t>(), z, s, scale.data(), shift.data(), a.data(),
+    const std::vector<double> a = to_doubles(alpha);
+    const BnAffine bn = bn_affine(bn_weight, bn_bias, mean, var, eps);
+    forward_epilogue<scalar_t>(x.data_ptr<scalar_t>(), z, s, bn.scale.data(), bn.shift.data(), a.data(),
                                out.data_ptr<scalar_t>());
   });
   const auto stats = [&](const std::vector<double>& v) {
@@ -353,14 +343,10 @@ MixedOpGrads mixed_op_backward_nhwc(
   }
   std::vector<Tensor> gzs;
   for (int k = 0; k < 3; ++k) gzs.push_back(at::empty_like(x, at::MemoryFormat::ChannelsLast));
-  const std::vector<double> mean = doubles(mean_t), var = doubles(var_t);
-  const std::vector<double> gamma = doubles(bn_weight), beta = doubles(bn_bias), a = doubles(alpha);
-  std::vector<double> invstd(3 * s.CT), scale(3 * s.CT), shift(3 * s.CT);
-  for (int64_t i = 0; i < 3 * s.CT; ++i) {
-    invstd[i] = 1.0 / std::sqrt(var[i] + eps);
-    scale[i] = gamma[i] * invstd[i];
-    shift[i] = beta[i] - mean[i] * scale[i];
-  }
+  const std::vector<double> mean = to_doubles(mean_t), var = to_doubles(var_t);
+  const std::vector<double> a = to_doubles(alpha);
+  const BnAffine bn = bn_affine(bn_weight, bn_bias, mean, var, eps);
+  const std::vector<double> &invstd = bn.invstd, &scale = bn.scale, &shift = bn.shift;
   BackwardSums sums;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "mixed_op_backward_nhwc", [&] {
     scalar_t *z[3], *gz[3];
