@@ -15,7 +15,7 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).parent
 CSRC = ROOT / "csrc"
 CPU_SOURCES = ["csrc/python_module.cpp", "csrc/registration.cpp", "csrc/mixed_op.cpp", "csrc/mixed_op_nhwc.cpp",
-               "csrc/beta_aggregate.cpp"]
+               "csrc/paired_conv.cpp", "csrc/beta_aggregate.cpp"]
 CUDA_SOURCES = ["csrc/cuda/mixed_op.cu", "csrc/cuda/beta_aggregate.cu"]
 
 

@@ -40,6 +40,13 @@ struct ConvConfig {
   std::optional<at::ScalarType> dtype;
   at::ScalarType dtype_for(const Tensor& x) const { return dtype.value_or(x.scalar_type()); }
 };
+// Stride-1 convolution with padding k/2 (odd k x k kernel) and its backward (undefined tensors where
+// not needed): width-paired on CPU for channels_last x with few channels (csrc/paired_conv.cpp;
+// FRSENGINE_CONV_PAIRING=auto|on|off), one ATen convolution otherwise.
+bool width_paired(const Tensor& x, const Tensor& w);
+Tensor conv_same(const Tensor& x, const Tensor& w);
+std::pair<Tensor, Tensor> conv_same_backward(const Tensor& grad_y, const Tensor& x, const Tensor& w,
+                                             bool need_input_grad, bool need_weight_grad);
 // z_3, z_5, z_7 (contiguous NCHW in x's dtype; views into one (N, 3C, H, W) tensor when stacked).
 std::vector<Tensor> mixed_convs(const Tensor& x, const Tensor& w3, const Tensor& w5, const Tensor& w7,
                                 const ConvConfig& cfg);

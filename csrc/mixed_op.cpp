@@ -286,9 +286,9 @@ std::vector<Tensor> mixed_convs(const Tensor& x_in, const Tensor& w3, const Tens
   const Tensor x = conv_input(x_in, cfg);
   if (cfg.stacked)
     return {epilogue_operand(at::conv2d(x, conv_weight(stacked_weight(w3, w5, w7), x_in, cfg), {}, 1, 3), x_in)};
-  return {epilogue_operand(at::conv2d(x, conv_weight(w3, x_in, cfg), {}, 1, 1), x_in),
-          epilogue_operand(at::conv2d(x, conv_weight(w5, x_in, cfg), {}, 1, 2), x_in),
-          epilogue_operand(at::conv2d(x, conv_weight(w7, x_in, cfg), {}, 1, 3), x_in)};
+  return {epilogue_operand(conv_same(x, conv_weight(w3, x_in, cfg)), x_in),
+          epilogue_operand(conv_same(x, conv_weight(w5, x_in, cfg)), x_in),
+          epilogue_operand(conv_same(x, conv_weight(w7, x_in, cfg)), x_in)};
 }
 
 std::vector<Tensor> empty_like_convs(const std::vector<Tensor>& zs, bool /*stacked*/) {
@@ -313,7 +313,7 @@ std::pair<std::vector<Tensor>, Tensor> forward_convs(const Tensor& x_in, const T
   const Tensor x = conv_input(x_in, cfg);
   Tensor saved = at::empty({3, x.size(0), x.size(1), x.size(2), x.size(3)}, x_in.options());
   const Tensor* ws[3] = {&w3, &w5, &w7};
-  for (int k = 0; k < 3; ++k) saved[k].copy_(at::conv2d(x, conv_weight(*ws[k], x_in, cfg), {}, 1, kKernelSizes[k] / 2));
+  for (int k = 0; k < 3; ++k) saved[k].copy_(conv_same(x, conv_weight(*ws[k], x_in, cfg)));
   return {{saved[0], saved[1], saved[2]}, saved};
 }
 
@@ -371,15 +371,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> mixed_convs_backward(
     }
   } else {
     for (int k = 0; k < 3; ++k) {
-      const int64_t p = kKernelSizes[k] / 2;
-      auto r = at::convolution_backward(conv_operand(grads_z[k], cfg.channels_last, cd), x,
-                                        conv_weight(*ws[k], x_in, cfg), std::nullopt, {1, 1}, {p, p}, {1, 1},
-                                        false, {0, 0}, 1, mask);
+      auto [gxk, gwk] = conv_same_backward(conv_operand(grads_z[k], cfg.channels_last, cd), x,
+                                           conv_weight(*ws[k], x_in, cfg), need_input_grad, need_weight_grad);
       if (need_input_grad) {
-        const Tensor gk = own_dtype(std::get<0>(r), x_in);
+        const Tensor gk = own_dtype(gxk, x_in);
         gx = k == 0 ? gk : gx.add_(gk);
       }
-      if (need_weight_grad) gw[k] = own_dtype(std::get<1>(r), w3).contiguous();
+      if (need_weight_grad) gw[k] = own_dtype(gwk, w3).contiguous();
     }
   }
   if (need_input_grad) gx = gx.contiguous(x_in.suggest_memory_format());  // channels_last x: stays NHWC

@@ -273,7 +273,7 @@ std::pair<std::vector<Tensor>, Tensor> convs_nhwc(const Tensor& x, const Tensor&
     saved = at::empty({3, x.size(0), x.size(2), x.size(3), x.size(1)}, x.options()).permute({0, 1, 4, 2, 3});
   std::vector<Tensor> zs;
   for (int k = 0; k < 3; ++k) {
-    Tensor z = at::conv2d(xc, ws[k]->to(cd), {}, 1, kKernelSizes[k] / 2);
+    Tensor z = conv_same(xc, ws[k]->to(cd));
     if (keep) {
       saved[k].copy_(z);
       zs.push_back(saved[k]);

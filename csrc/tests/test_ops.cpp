@@ -7,6 +7,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -253,6 +254,43 @@ void test_beta_aggregate_backward() {
   }
 }
 
+// The width-paired convolution (forced on) against ATen's plain one: forward, grad x and grad w, for
+// every kernel size of the mixed op, a few channel counts and an odd width (never paired).
+void test_paired_conv() {
+  setenv("FRSENGINE_CONV_PAIRING", "on", 1);
+  for (auto [C, W] : {std::pair<int64_t, int64_t>{8, 12}, {3, 10}, {5, 9}}) {
+    auto o = at::TensorOptions().dtype(at::kDouble);
+    Tensor x = at::randn({2, C, 7, W}, o).contiguous(at::MemoryFormat::ChannelsLast);
+    for (int64_t k : kKernelSizes) {
+      Tensor w = at::randn({C, C, k, k}, o);
+      const std::string tag = "paired conv C" + std::to_string(C) + " W" + std::to_string(W) + " k" + std::to_string(k);
+      if (width_paired(x, w) != (W % 2 == 0)) {
+        std::printf("FAIL %s: width_paired = %d\n", tag.c_str(), int(width_paired(x, w)));
+        ++failures;
+      }
+      Tensor y = conv_same(x, w);
+      expect_close(y, at::conv2d(x, w, {}, 1, k / 2), 1e-12, tag + " forward");
+      if (!y.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+        std::printf("FAIL %s: output is not channels_last\n", tag.c_str());
+        ++failures;
+      }
+      Tensor g = at::randn_like(y);
+      auto [gx, gw] = conv_same_backward(g, x, w, true, true);
+      auto want = at::convolution_backward(g, x, w, std::nullopt, {1, 1}, {k / 2, k / 2}, {1, 1}, false, {0, 0}, 1,
+                                           {true, true, false});
+      expect_close(gx, std::get<0>(want), 1e-12, tag + " grad x");
+      expect_close(gw, std::get<1>(want), 1e-12, tag + " grad w");
+    }
+  }
+  setenv("FRSENGINE_CONV_PAIRING", "off", 1);
+  Tensor x = at::randn({1, 4, 5, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+  if (width_paired(x, at::randn({4, 4, 3, 3}))) {
+    std::printf("FAIL FRSENGINE_CONV_PAIRING=off still pairs\n");
+    ++failures;
+  }
+  unsetenv("FRSENGINE_CONV_PAIRING");
+}
+
 void test_dispatcher() {
   auto op = c10::Dispatcher::singleton()
                 .findSchemaOrThrow("frsengine_native::beta_aggregate_forward", "")
@@ -269,6 +307,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, std::function<void()>> cases = {
       {"mixed_op_forward", test_mixed_op_forward},     {"mixed_op_backward", test_mixed_op_backward},
       {"mixed_op_bf16_convs", test_mixed_op_bf16_convs}, {"mixed_op_nhwc", test_mixed_op_nhwc},
+      {"paired_conv", test_paired_conv},
       {"beta_aggregate_forward", test_beta_aggregate_forward},
       {"beta_aggregate_backward", test_beta_aggregate_backward}, {"dispatcher", test_dispatcher}};
   for (const auto& [name, fn] : cases) {

@@ -30,14 +30,14 @@ def _shapes(backend):
     return SMALL_SHAPES if backend == "triton" else SHAPES
 
 
-def _compare_with_oracle(shape, training, conv_mode, monkeypatch, layout="nchw"):
+def _compare_with_oracle(shape, training, conv_mode, monkeypatch, layout="nchw", keep=False):
     n, c, h, w = shape
     monkeypatch.setenv("FRSENGINE_MIXED_CONV", conv_mode)
     oracle, fused = oracle_pair(c, training)
     x = torch.randn(n, c, h, w).contiguous(memory_format=LAYOUTS[layout]).requires_grad_()
     a = torch.softmax(torch.randn(4), 0).requires_grad_()
     want = oracle(x, a)
-    got = mixed_op_module_forward(fused, x, a)
+    got = mixed_op_module_forward(fused, x, a, keep=keep)
     _assert_layout(got, layout, f"forward {shape}")
     assert_close(got, want, FWD_RTOL, f"forward {shape}")
     g = torch.randn_like(want)
@@ -62,6 +62,39 @@ def test_matches_oracle(backend, training, layout, use_backend, monkeypatch):
         # Alternate the convolution strategy so both are covered at every width (on an NHWC x the
         # C++ kernels run NHWC with separate convolutions, NCHW with the stacked one).
         _compare_with_oracle(shape, training, "stacked" if i % 2 == 0 else "separate", monkeypatch, layout)
+
+
+# Few channels and an even width: the C++ CPU kernels convolve width-paired (csrc/paired_conv.cpp)
+# where FRSENGINE_CONV_PAIRING allows; C=16 pairs only when forced; an odd width never pairs.
+PAIRING_SHAPES = [(2, 8, 12, 16), (3, 4, 9, 10), (1, 6, 16, 8), (2, 16, 8, 12), (2, 8, 8, 7)]
+
+
+@pytest.mark.parametrize("pairing", ["auto", "on", "off"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("keep", [False, True], ids=["recompute", "keep"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_width_paired_convolutions_match_oracle(pairing, training, keep, layout, use_backend, monkeypatch):
+    use_backend("cpp")
+    monkeypatch.setenv("FRSENGINE_CONV_PAIRING", pairing)
+    for shape in PAIRING_SHAPES:
+        _compare_with_oracle(shape, training, "separate", monkeypatch, layout, keep=keep)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_width_paired_gradcheck_float64(training, use_backend, single_thread, monkeypatch):
+    use_backend("cpp")
+    monkeypatch.setenv("FRSENGINE_CONV_PAIRING", "on")
+    args = _op_args(torch.float64, training, n=2, c=2, h=5, w=6, layout="nhwc")
+    fn = lambda *t: run_mixed_op(*t, *args[7:])[0]
+    assert torch.autograd.gradcheck(fn, args[:7], eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_bad_pairing_setting_is_a_clear_error(use_backend, monkeypatch):
+    use_backend("cpp")
+    monkeypatch.setenv("FRSENGINE_CONV_PAIRING", "maybe")
+    args = _op_args(torch.float32, True, n=2, c=4, h=6, w=6, layout="nhwc")
+    with pytest.raises(RuntimeError, match="FRSENGINE_CONV_PAIRING=maybe must be 'auto', 'on' or 'off'"):
+        run_mixed_op(*args)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
