@@ -7,9 +7,11 @@
 // pixels 2j and 2j+1 ("paired"). A k x k convolution of the first is a k x (2P+1) convolution of
 // the second (p = k/2, P = ceil(p/2)) with a (2 C_out, 2 C_in) weight that holds every tap twice
 // and zeros elsewhere: 2(2P+1)/k times the multiply-adds (k = 3: 2, 5: 1.2, 7: 1.43) at full vector
-// width, no copy of the activations. Measured (C=8, N=8, 128 px; fwd / grad x / grad w):
-// k=5 1.7x / 1.9x / 2.6x, k=7 1.4x / 1.6x / 1.8x faster, k=3 even; at C=16 slower (benchmarks/
-// paired_conv.py). The sums are those of the plain convolution plus products with zero weights.
+// width, no copy of the activations. Measured on that CPU (C=8, N=8, 128 px; ATen convolutions
+// alone, fwd / grad x / grad w): k=5 1.7x / 1.9x / 2.6x, k=7 1.4x / 1.6x / 1.8x faster, k=3 even;
+// the whole mixed op fwd+bwd 1.2-1.35x at C=4-8, 0.77x at C=16 (benchmarks/paired_conv.py). Hence
+// `auto` pairs float32 with at most 8 channels on AVX-512 CPUs only (unmeasured elsewhere: AVX2 has
+// 8 lanes). The sums are those of the plain convolution plus products with zero weights.
 #include "frsengine_ops.h"
 
 #include <ATen/ATen.h>
@@ -99,12 +101,13 @@ Tensor unpaired_weight_grad(const Tensor& gwp_in, int64_t Co, int64_t Ci, int64_
 bool width_paired(const Tensor& x, const Tensor& w) {
   const char* env = std::getenv("FRSENGINE_CONV_PAIRING");
   const std::string mode = env ? env : "";
+  TORCH_CHECK(mode.empty() || mode == "auto" || mode == "on" || mode == "off", "FRSENGINE_CONV_PAIRING=", mode,
+              " must be 'auto', 'on' or 'off'");
   if (mode == "off") return false;
   const bool possible = x.device().is_cpu() && x.dim() == 4 && w.dim() == 4 && x.size(3) % 2 == 0 &&
                         x.size(1) == w.size(1) && w.size(2) == w.size(3) && w.size(2) % 2 == 1 &&
                         x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.scalar_type() == w.scalar_type();
   if (!possible || mode == "on") return possible;
-  TORCH_CHECK(mode.empty() || mode == "auto", "FRSENGINE_CONV_PAIRING=", mode, " must be 'auto', 'on' or 'off'");
   return x.scalar_type() == at::kFloat && w.size(0) <= kPairMaxChannels && w.size(1) <= kPairMaxChannels && avx512();
 }
 
