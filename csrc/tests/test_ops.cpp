@@ -4,6 +4,7 @@
 #include "frsengine_ops.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Version.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <cmath>
@@ -283,12 +284,20 @@ void test_paired_conv() {
     }
   }
   setenv("FRSENGINE_CONV_PAIRING", "off", 1);
-  Tensor x = at::randn({1, 4, 5, 6}).contiguous(at::MemoryFormat::ChannelsLast);
-  if (width_paired(x, at::randn({4, 4, 3, 3}))) {
+  Tensor x = at::randn({1, 8, 5, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+  if (width_paired(x, at::randn({8, 8, 3, 3}))) {
     std::printf("FAIL FRSENGINE_CONV_PAIRING=off still pairs\n");
     ++failures;
   }
+  // auto (unset): float32 with <= 8 channels on AVX-512 only, where it was measured faster.
   unsetenv("FRSENGINE_CONV_PAIRING");
+  const bool avx512 = at::get_cpu_capability().rfind("AVX512", 0) == 0;
+  Tensor x16 = at::randn({1, 16, 5, 6}).contiguous(at::MemoryFormat::ChannelsLast);
+  if (width_paired(x, at::randn({8, 8, 3, 3})) != avx512 || width_paired(x16, at::randn({16, 16, 3, 3})) ||
+      width_paired(x.to(at::kDouble), at::randn({8, 8, 3, 3}, at::kDouble))) {
+    std::printf("FAIL auto pairing: expected float32 C=8 only%s\n", avx512 ? "" : " (none: no AVX-512)");
+    ++failures;
+  }
 }
 
 void test_dispatcher() {
