@@ -2,7 +2,8 @@
 //
 // Why: oneDNN's AVX-512 kernels vectorise over channels, so with C <= 8 half of every 16-lane
 // vector idles: on the 2-core Xeon the mixed op's convolutions at C=8, 128 px ran at 26-50 % of
-// the fp32 peak against 55-90 % at C >= 16, and they are ~16 % of a fused FRSNet search step's convolution work.
+// the fp32 peak against 55-90 % at C >= 16, and they are ~16 % of a fused FRSNet search step's
+// convolution work.
 // An NHWC (N, H, W, C) tensor is, in the same memory, an (N, H, W/2, 2C) tensor whose pixel j holds
 // pixels 2j and 2j+1 ("paired"). A k x k convolution of the first is a k x (2P+1) convolution of
 // the second (p = k/2, P = ceil(p/2)) with a (2 C_out, 2 C_in) weight that holds every tap twice
