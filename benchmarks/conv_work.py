@@ -12,6 +12,14 @@ statistics) and whose backward recomputes the outputs: per step (two forwards) t
 than the C++ path, M = the mixed ops' convolutions in one forward = (reference-forward count -
 C++-forward count) / 2. ``recompute`` adds one forward of them per backward (2 M per step).
 The peak is :func:`frsengine.bench.machine.cpu_peak`'s estimate (cores x clock x FLOPs/cycle).
+
+``--measure PATH ...`` then times those paths of the same step in this process, the seconds their
+convolutions take and what their forward saves for backward (:mod:`frsengine.bench.conv_time`),
+with the practical fp32 rate of a matrix product: how far each path is from "nothing but its
+convolutions", and the most it could gain over the plain step of the same run if all the rest
+cost nothing (``bound``).
+
+    .venv/bin/python benchmarks/conv_work.py --measure reference fused fused-balanced
 """
 from __future__ import annotations
 
@@ -49,11 +57,31 @@ def conv_work(name: str, batch: int) -> dict:
     return {"plain": plain, "fused": keep, "fused-recompute": keep + 2 * mixed * scale, "mixed_forward": mixed * scale}
 
 
+WORK_OF = {"reference": "plain", "fused": "fused", "fused-recompute": "fused-recompute"}  # conv_work's keys
+
+
+def print_split(name: str, batch: int, split: dict, peak: float, work: dict) -> None:
+    plain = split.get("reference", {}).get("step_s")
+    print(f"# measured: fp32 matrix product {peak / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    print(f"{'model':<10}{'batch':>6}  {'path':<17}{'step s':>8}{'convs s':>9}{'rest s':>8}"
+          f"{'conv GFLOP/s':>14}{'saved MiB':>11}{'vs plain':>10}{'bound':>8}")
+    for path, r in split.items():
+        rate = f"{work[WORK_OF[path]] / r['conv_s']:.0f}" if path in WORK_OF and r["conv_s"] > 0 else "n/a"
+        vs = f"{plain / r['step_s']:.2f}x" if plain else "n/a"
+        # what the path would gain if everything but its convolutions cost nothing
+        bound = f"{plain / r['conv_s']:.2f}x" if plain and r["conv_s"] > 0 else "n/a"
+        print(f"{name:<10}{batch:>6}  {path:<17}{r['step_s']:>8.2f}{r['conv_s']:>9.2f}"
+              f"{r['step_s'] - r['conv_s']:>8.2f}{rate:>14}{r['saved_mib']:>11.0f}{vs:>10}{bound:>8}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["frsnet"])
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--threads", type=int, default=0, help="cores the peak is estimated for (0: torch's threads)")
+    p.add_argument("--measure", nargs="*", default=[], metavar="PATH",
+                   help="also time these search-step paths and their convolutions (frsengine.bench.search paths)")
+    p.add_argument("--rounds", type=int, default=2, help="timed steps per measured path")
     args = p.parse_args(argv)
     from frsengine.bench.machine import cpu_peak
     from frsengine.ops import dispatch
@@ -65,12 +93,20 @@ def main(argv=None) -> int:
     print(f"# peak {peak['fp32'] / 1e9:.0f} GFLOP/s fp32 ({peak['method']})" if peak.get("fp32")
           else f"# peak unknown ({peak['method']})")
     print(f"{'model':<10}{'batch':>6}  {'path':<17}{'GFLOP/step':>11}{'vs plain':>10}{'s at peak':>11}")
+    works = {}
     for name in args.models:
-        work = conv_work(name, args.batch)
+        work = works[name] = conv_work(name, args.batch)
         for path in ("plain", "fused", "fused-recompute"):
             at_peak = f"{work[path] * 1e9 / peak['fp32']:.2f}" if peak.get("fp32") else "n/a"
             print(f"{name:<10}{args.batch:>6}  {path:<17}{work[path]:>11.0f}{work[path] / work['plain']:>9.2f}x"
                   f"{at_peak:>11}")
+    if args.measure:
+        from frsengine.bench.conv_time import matmul_peak, measure_split
+
+        peak_measured = matmul_peak()
+        for name in args.models:
+            print_split(name, args.batch, measure_split(name, args.batch, args.measure, args.rounds), peak_measured,
+                        works[name])
     return 0
 
 
