@@ -52,18 +52,12 @@ def conv_seconds(fn: Callable[[], object]) -> float:
 def saved_mib(name: str, batch: int, path: str, size: int = 128) -> float:
     """MiB of the tensors autograd saves in one training-mode forward of model ``name`` on
     ``path`` (distinct storages, all alive until the backward): the activations a step holds."""
-    from frsengine.bench.search import FUSED_MODE, build_model, split_path
+    from frsengine.bench.search import make_step, split_path
     from frsengine.models.stats import example_inputs
-    from frsengine.nas.fused import use_fused_search
     from frsengine.train.precision import autocast
 
-    base, bf16, _ = split_path(path)   # the weight step's precision
-    if base not in FUSED_MODE and base != "reference":
-        raise ValueError(f"saved_mib: unknown path {path!r}")
-    torch.manual_seed(0)
-    model = build_model(name).train()
-    if base != "reference":
-        use_fused_search(model, mode=FUSED_MODE[base])
+    model, _ = make_step(name, batch, path, "cpu", size=size)   # the model exactly as the path runs it
+    bf16 = split_path(path)[1]   # the weight step's precision
     args, kwargs = example_inputs(model, size=size, batch=batch, device="cpu")
     storages: dict[int, int] = {}
 
